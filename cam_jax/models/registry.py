@@ -1,0 +1,94 @@
+"""The model zoo by name: ``create``, ``names`` and the CAM layers of a model."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from flax import nnx
+
+from cam_jax.models import resnet, vgg, vit
+
+_BUILDERS: dict[str, Callable[..., nnx.Module]] = {}
+
+_VGG_STAGES = {
+    11: ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+    13: ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+    16: ((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3),
+    19: ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
+}
+_RESNETS = {18: (resnet.BasicBlock, (2, 2, 2, 2)), 34: (resnet.BasicBlock, (3, 4, 6, 3)),
+            50: (resnet.Bottleneck, (3, 4, 6, 3)), 101: (resnet.Bottleneck, (3, 4, 23, 3)),
+            152: (resnet.Bottleneck, (3, 8, 36, 3))}
+_VITS = {'vit_ti16': (16, 192, 12, 3), 'vit_s16': (16, 384, 12, 6), 'vit_b16': (16, 768, 12, 12),
+         'vit_b32': (32, 768, 12, 12), 'vit_l16': (16, 1024, 24, 16)}
+
+
+def _vgg(stages, batch_norm, *, image_size, **kw):
+  del image_size
+  return vgg.VGG(stages, batch_norm=batch_norm, **kw)
+
+
+def _resnet(block, depths, *, image_size, **kw):
+  del image_size
+  return resnet.ResNet(block, depths, **kw)
+
+
+def _vit(patch, dim, depth, heads, **kw):
+  return vit.ViT(patch=patch, dim=dim, depth=depth, heads=heads, **kw)
+
+
+for _d, _stages in _VGG_STAGES.items():
+  _BUILDERS[f'vgg{_d}'] = functools.partial(_vgg, _stages, False)
+  _BUILDERS[f'vgg{_d}_bn'] = functools.partial(_vgg, _stages, True)
+for _d, (_block, _depths) in _RESNETS.items():
+  _BUILDERS[f'resnet{_d}'] = functools.partial(_resnet, _block, _depths)
+for _name, _cfg in _VITS.items():
+  _BUILDERS[_name] = functools.partial(_vit, *_cfg)
+
+# CPU-sized variants for the embedded study (128 px phantoms): CAM grids of 16x16, 8x8, 8x8.
+_BUILDERS['vgg_tiny'] = functools.partial(
+    _vgg, ((8,), (16,), (32, 32), (64, 64)), True, pool_size=1, hidden=64, dropout=0.0)
+_BUILDERS['resnet_tiny'] = functools.partial(
+    _resnet, resnet.BasicBlock, (1, 1, 1, 1), widths=(16, 32, 64, 64), strides=(1, 2, 2, 1),
+    stem_kernel=5, stem_stride=2)
+_BUILDERS['vit_tiny'] = functools.partial(_vit, 16, 96, 4, 4, mlp_ratio=2.0)
+
+
+def names() -> list[str]:
+  """Every model name ``create`` accepts."""
+  return sorted(_BUILDERS)
+
+
+def check_name(name: str) -> str:
+  """``name`` if the registry has it, else a ValueError naming every choice."""
+  if name not in _BUILDERS:
+    raise ValueError(f'unknown model {name!r}; choose one of: {", ".join(names())}')
+  return name
+
+
+def create(name: str, *, num_classes: int = 1, in_channels: int = 1, image_size: int = 224,
+           seed: int = 0, dtype=None, **overrides) -> nnx.Module:
+  """Builds model ``name`` with fresh weights from ``seed``; one logit when ``num_classes == 1``."""
+  return _BUILDERS[check_name(name)](num_classes=num_classes, in_channels=in_channels,
+                         image_size=image_size, rngs=nnx.Rngs(seed), dtype=dtype, **overrides)
+
+
+def cam_layers(model: nnx.Module) -> tuple[str, ...]:
+  """The layer names a CAM can explain, shallow to deep."""
+  return model.cam_layers
+
+
+def default_cam_layer(model: nnx.Module) -> str:
+  """The literature's CAM layer: last conv stage for CNNs, last block's norm1 for ViT."""
+  return model.default_cam_layer
+
+
+def resolve_layer(model: nnx.Module, layer: str | None) -> str:
+  """``layer`` checked against the model's CAM layers; empty or None gives the default."""
+  if not layer:
+    return model.default_cam_layer
+  if layer not in model.cam_layers:
+    raise ValueError(f'unknown CAM layer {layer!r} for {type(model).__name__}; '
+                     f'choose one of: {", ".join(model.cam_layers)}')
+  return layer

@@ -1,0 +1,102 @@
+"""Vision Transformer (Dosovitskiy et al., ICLR 2021), laid out like timm's ``VisionTransformer``.
+
+Pre-norm blocks (``norm1 -> attn -> +``, ``norm2 -> mlp -> +``), a class token, learned position
+embeddings, LayerNorm eps 1e-6 and exact (erf) GELU as in timm. The CAM layer of the literature
+is ``blocks.<last>.norm1``; its patch tokens are reshaped to the patch grid without the class token.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from cam_jax.models.taps import NO_TAPS, Taps
+
+
+class Attention(nnx.Module):
+
+  def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs, dtype=None):
+    self.heads = heads
+    self.qkv = nnx.Linear(dim, 3 * dim, dtype=dtype, rngs=rngs)
+    self.proj = nnx.Linear(dim, dim, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    b, n, d = x.shape
+    qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) / jnp.sqrt(d // self.heads).astype(x.dtype)
+    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(x.dtype)
+    out = jnp.einsum('bhqk,bkhd->bqhd', weights, v).reshape(b, n, d)
+    return self.proj(out)
+
+
+class Mlp(nnx.Module):
+
+  def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs, dtype=None):
+    self.fc1 = nnx.Linear(dim, hidden, dtype=dtype, rngs=rngs)
+    self.fc2 = nnx.Linear(hidden, dim, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+class Block(nnx.Module):
+
+  def __init__(self, dim: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs, dtype=None):
+    self.norm1 = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
+    self.attn = Attention(dim, heads, rngs=rngs, dtype=dtype)
+    self.norm2 = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
+    self.mlp = Mlp(dim, int(dim * mlp_ratio), rngs=rngs, dtype=dtype)
+
+  def __call__(self, x, name: str, taps: Taps):
+    x = x + self.attn(taps(f'{name}.norm1', self.norm1(x)))
+    return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nnx.Module):
+
+  def __init__(self, in_channels: int, dim: int, patch: int, *, rngs: nnx.Rngs, dtype=None):
+    self.proj = nnx.Conv(in_channels, dim, (patch, patch), strides=(patch, patch),
+                         padding='VALID', dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    x = self.proj(x)
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+class ViT(nnx.Module):
+  """ViT with class-token pooling and a linear ``head``."""
+
+  def __init__(self, *, image_size: int, patch: int, dim: int, depth: int, heads: int,
+               num_classes: int, in_channels: int, rngs: nnx.Rngs, mlp_ratio: float = 4.0,
+               dtype=None):
+    if image_size % patch:
+      raise ValueError(f'ViT: image_size {image_size} is not a multiple of the patch size {patch}')
+    self.grid = image_size // patch
+    self.patch_embed = PatchEmbed(in_channels, dim, patch, rngs=rngs, dtype=dtype)
+    init = nnx.initializers.truncated_normal(0.02)
+    self.cls_token = nnx.Param(init(rngs.params(), (1, 1, dim)))
+    self.pos_embed = nnx.Param(init(rngs.params(), (1, self.grid * self.grid + 1, dim)))
+    self.blocks = nnx.List([Block(dim, heads, mlp_ratio, rngs=rngs, dtype=dtype)
+                            for _ in range(depth)])
+    self.norm = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
+    self.head = nnx.Linear(dim, num_classes, dtype=dtype, rngs=rngs)
+    self.cam_layers = tuple(f'blocks.{i}{s}' for i in range(depth) for s in ('.norm1', ''))
+    self.default_cam_layer = f'blocks.{depth - 1}.norm1'
+
+  def __call__(self, x, *, train: bool = False, taps: Taps = NO_TAPS):
+    del train  # no dropout or batch statistics
+    x = self.patch_embed(x)
+    cls = jnp.broadcast_to(self.cls_token[...], (x.shape[0], 1, x.shape[-1])).astype(x.dtype)
+    x = jnp.concatenate([cls, x], axis=1) + self.pos_embed[...].astype(x.dtype)
+    for i, blk in enumerate(self.blocks):
+      x = taps(f'blocks.{i}', blk(x, f'blocks.{i}', taps))
+    x = self.norm(x)
+    return self.head(x[:, 0]).astype(jnp.float32)
+
+  def to_grid(self, layer: str, act):
+    """Patch tokens (..., 1 + g*g, D) -> (..., g, g, D), dropping the class token."""
+    del layer
+    tokens = act[..., 1:, :]
+    return tokens.reshape(*tokens.shape[:-2], self.grid, self.grid, tokens.shape[-1])

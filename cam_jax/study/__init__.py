@@ -1,0 +1,5 @@
+"""Runs a study protocol: every model of a zoo trained, explained and scored on one data set."""
+
+from cam_jax.study.run import run_study
+
+__all__ = ['run_study']

@@ -1,0 +1,50 @@
+"""Orbax checkpoints of a model's weights, with the recipe to rebuild it (``model.json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from cam_jax import models
+
+_RECIPE = 'model.json'
+
+
+def save(directory: str, recipe: dict, model: nnx.Module) -> None:
+  """Writes ``recipe`` (the ``models.create`` arguments) and the model's params and batch stats."""
+  directory = os.path.abspath(directory)
+  os.makedirs(directory, exist_ok=True)
+  _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+  tree = {'params': nnx.to_pure_dict(params), 'batch_stats': nnx.to_pure_dict(stats)}
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.join(directory, 'weights'), tree, force=True)
+  with open(os.path.join(directory, _RECIPE), 'w') as f:
+    json.dump(recipe, f, indent=1, sort_keys=True)
+
+
+def exists(directory: str) -> bool:
+  return os.path.exists(os.path.join(directory, _RECIPE)) and os.path.isdir(
+      os.path.join(directory, 'weights'))
+
+
+def load(directory: str) -> tuple[nnx.Module, dict]:
+  """(model with the saved weights, its recipe)."""
+  directory = os.path.abspath(directory)
+  if not exists(directory):
+    raise FileNotFoundError(f'no cam_jax checkpoint in {directory} (expected {_RECIPE} and '
+                            'weights/)')
+  with open(os.path.join(directory, _RECIPE)) as f:
+    recipe = json.load(f)
+  model = models.create(**recipe)
+  graphdef, params, stats, other = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+  target = {'params': nnx.to_pure_dict(params), 'batch_stats': nnx.to_pure_dict(stats)}
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  with ocp.StandardCheckpointer() as ckptr:
+    tree = ckptr.restore(os.path.join(directory, 'weights'), abstract)
+  nnx.replace_by_pure_dict(params, tree['params'])
+  nnx.replace_by_pure_dict(stats, tree['batch_stats'])
+  return nnx.merge(graphdef, params, stats, other), recipe

@@ -1,0 +1,37 @@
+"""Device mesh and shardings: batches split on the ``data`` axis, train state replicated."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = 'data'
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over ``devices`` (all devices by default) with axis ``data``."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def data_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+  n = mesh.devices.size
+  if batch_size % n:
+    raise ValueError(f'batch size {batch_size} is not divisible by the {n} devices of the mesh; '
+                     f'use a multiple of {n}')
+
+
+def shard_batch(batch: dict, mesh: Mesh) -> dict:
+  """Host numpy batch -> global ``jax.Array`` s sharded over ``data`` (multi-host safe)."""
+  sharding = data_sharded(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in batch.items() if np.asarray(v).dtype.kind in 'biuf'}

@@ -1,0 +1,48 @@
+"""Settings shared by the phantom configs: the data set and the training recipe.
+
+``arg`` sizes them: '' is the CPU-sized embedded default (the README's study, minutes on two
+cores), 'tiny' runs in seconds (tests), 'large' is for an accelerator.
+"""
+
+import ml_collections
+
+SIZES = ('', 'tiny', 'large')
+
+
+def check_arg(arg: str) -> str:
+  if arg not in SIZES:
+    raise ValueError(f'unknown config argument {arg!r}; choose one of: '
+                     f'{", ".join(repr(s) for s in SIZES)}')
+  return arg
+
+
+def data_config(arg: str = '') -> ml_collections.ConfigDict:
+  """The phantom data set (``cam_jax.data.phantom.PhantomSpec`` plus split sizes and seed)."""
+  c = ml_collections.ConfigDict()
+  c.name = 'phantom'
+  c.image_size = {'': 128, 'tiny': 32, 'large': 256}[arg]
+  c.num_train = {'': 2400, 'tiny': 64, 'large': 20000}[arg]
+  c.num_validation = {'': 400, 'tiny': 32, 'large': 2000}[arg]
+  c.num_test = {'': 500, 'tiny': 32, 'large': 4000}[arg]
+  c.positive_rate = 0.5
+  c.tube_rate_pos = 0.0
+  c.tube_rate_neg = 0.0
+  c.marker_rate_pos = 0.0
+  c.marker_rate_neg = 0.0
+  c.noise = 0.02
+  c.seed = 0
+  return c
+
+
+def train_config(arg: str = '') -> ml_collections.ConfigDict:
+  """AdamW with warmup + cosine decay, class-weighted loss."""
+  c = ml_collections.ConfigDict()
+  c.epochs = {'': 12, 'tiny': 1, 'large': 40}[arg]
+  c.batch_size = {'': 32, 'tiny': 16, 'large': 128}[arg]
+  c.eval_batch_size = {'': 64, 'tiny': 16, 'large': 256}[arg]
+  c.learning_rate = 1e-3
+  c.warmup_epochs = 1.0
+  c.weight_decay = 0.05
+  c.class_weighting = True
+  c.seed = 0
+  return c

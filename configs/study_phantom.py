@@ -1,0 +1,27 @@
+"""The embedded study: VGG, ResNet and ViT trained on phantom chest X-rays, Grad-CAM scored
+against the exact pneumothorax masks of the test split.
+
+  python -m launch.study --config=configs/study_phantom.py --workdir=runs/study_phantom
+
+Arguments: ``:tiny`` (seconds, what the tests run), ``:large`` (an accelerator). Override any
+field, e.g. ``--config.models=resnet_tiny --config.train.epochs=5``.
+"""
+
+import ml_collections
+
+from configs import phantom_common
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  arg = phantom_common.check_arg(arg)
+  c = ml_collections.ConfigDict()
+  c.data = phantom_common.data_config(arg)
+  c.data_dir = ''  # default: <workdir>/data
+  c.models = 'vgg_tiny,resnet_tiny,vit_tiny' if arg != 'large' else 'vgg16_bn,resnet50,vit_s16'
+  c.num_classes = 1
+  c.train = phantom_common.train_config(arg)
+  c.cam = ml_collections.ConfigDict({'method': 'gradcam', 'layer': '', 'target': 1})
+  c.score = ml_collections.ConfigDict({
+      'batch_size': c.train.eval_batch_size, 'n_resamples': 2000 if arg != 'tiny' else 200,
+      'baseline_grid': 8, 'overlay_count': 6, 'seed': 0})
+  return c

@@ -1,0 +1,73 @@
+"""The model registry: names, shapes, parameter counts, CAM layers, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from cam_jax import models
+
+
+def _param_count(name, **kw):
+  abstract = nnx.eval_shape(lambda: models.create(name, **kw))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+
+
+@pytest.mark.parametrize('name,count', [
+    ('resnet18', 11_689_512), ('resnet50', 25_557_032), ('vgg16', 138_357_544),
+    ('vgg16_bn', 138_365_992), ('vit_b16', 86_567_656)])
+def test_standard_parameter_counts_equal_torchvision(name, count):
+  assert _param_count(name, num_classes=1000, in_channels=3, image_size=224) == count
+
+
+@pytest.mark.parametrize('name', ['vgg_tiny', 'resnet_tiny', 'vit_tiny'])
+def test_cpu_variants_forward_and_cam_layers(name):
+  model = models.create(name, num_classes=1, image_size=64)
+  x = jnp.zeros((2, 64, 64, 1))
+  assert model(x).shape == (2, 1)
+  assert models.create(name, num_classes=5, image_size=64)(x).shape == (2, 5)
+  layer = models.default_cam_layer(model)
+  assert layer in models.cam_layers(model)
+  taps = models.Taps(record=[layer])
+  model(x, taps=taps)
+  grid = model.to_grid(layer, taps.acts[layer])
+  assert grid.ndim == 4 and grid.shape[0] == 2 and grid.shape[1] == grid.shape[2] > 1
+
+
+def test_default_layers_follow_the_literature():
+  assert models.default_cam_layer(models.create('resnet_tiny', image_size=32)) == 'layer4'
+  # torchvision vgg16: features.29 is the ReLU after the last conv, features.30 the last pool.
+  vgg = nnx.eval_shape(lambda: models.create('vgg16', in_channels=3, num_classes=10))
+  assert models.default_cam_layer(vgg) == 'features.29'
+  vit = nnx.eval_shape(lambda: models.create('vit_s16', in_channels=3, image_size=224))
+  assert models.default_cam_layer(vit) == 'blocks.11.norm1'
+
+
+def test_vit_to_grid_drops_the_class_token():
+  vit = models.create('vit_tiny', image_size=32)
+  tokens = jnp.arange(1 * 5 * 3, dtype=jnp.float32).reshape(1, 5, 3)  # 1 + 2x2 tokens
+  grid = vit.to_grid('blocks.0.norm1', tokens)
+  np.testing.assert_array_equal(grid[0, 0, 1], tokens[0, 2])
+  np.testing.assert_array_equal(grid[0, 1, 0], tokens[0, 3])
+
+
+def test_bad_names_list_the_choices():
+  with pytest.raises(ValueError, match='unknown model .resnet7.*resnet18'):
+    models.create('resnet7')
+  model = models.create('resnet_tiny', image_size=32)
+  with pytest.raises(ValueError, match="unknown CAM layer 'layer9'.*layer1, layer2, layer3, layer4"):
+    models.resolve_layer(model, 'layer9')
+  assert models.resolve_layer(model, None) == 'layer4'
+
+
+def test_taps_perturbation_shifts_the_activation():
+  model = models.create('resnet_tiny', image_size=32)
+  x = jax.random.normal(jax.random.key(0), (1, 32, 32, 1))
+  taps = models.Taps(record=['layer3'])
+  base = model(x, taps=taps)
+  delta = jnp.zeros_like(taps.acts['layer3'])
+  same = model(x, taps=models.Taps(deltas={'layer3': delta}))
+  np.testing.assert_allclose(base, same, rtol=1e-6)
+  moved = model(x, taps=models.Taps(deltas={'layer3': delta + 1.0}))
+  assert not np.allclose(base, moved)
