@@ -37,7 +37,7 @@ def data_config(arg: str = '') -> ml_collections.ConfigDict:
 def train_config(arg: str = '') -> ml_collections.ConfigDict:
   """AdamW with warmup + cosine decay, class-weighted loss."""
   c = ml_collections.ConfigDict()
-  c.epochs = {'': 12, 'tiny': 1, 'large': 40}[arg]
+  c.epochs = {'': 6, 'tiny': 1, 'large': 40}[arg]
   c.batch_size = {'': 32, 'tiny': 16, 'large': 128}[arg]
   c.eval_batch_size = {'': 64, 'tiny': 16, 'large': 256}[arg]
   c.learning_rate = 1e-3

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cam_jax.models import layers
 from cam_jax.models.taps import NO_TAPS, Taps
 
 
@@ -65,16 +66,40 @@ class PatchEmbed(nnx.Module):
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
+class ConvStem(nnx.Module):
+  """Patch embedding by stride-2 3x3 convs, BatchNorm and ReLU, then a 1x1 projection
+  (Xiao et al., "Early convolutions help transformers see better", NeurIPS 2021)."""
+
+  def __init__(self, in_channels: int, dim: int, patch: int, widths, *, rngs: nnx.Rngs,
+               dtype=None):
+    if 2 ** len(widths) != patch:
+      raise ValueError(f'ConvStem: {len(widths)} stride-2 convs give patch {2 ** len(widths)}, '
+                       f'not {patch}')
+    chans = (in_channels, *widths)
+    self.convs = nnx.List([layers.conv(a, b, 3, 2, bias=False, rngs=rngs, dtype=dtype)
+                           for a, b in zip(chans[:-1], chans[1:])])
+    self.norms = nnx.List([layers.batch_norm(b, rngs=rngs, dtype=dtype) for b in widths])
+    self.proj = nnx.Conv(widths[-1], dim, (1, 1), dtype=dtype, rngs=rngs)
+
+  def __call__(self, x, train: bool = False):
+    for conv, norm in zip(self.convs, self.norms):
+      x = jax.nn.relu(norm(conv(x), use_running_average=not train))
+    x = self.proj(x)
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
 class ViT(nnx.Module):
-  """ViT with class-token pooling and a linear ``head``."""
+  """ViT with class-token pooling and a linear ``head``; ``conv_stem`` widths select ConvStem."""
 
   def __init__(self, *, image_size: int, patch: int, dim: int, depth: int, heads: int,
                num_classes: int, in_channels: int, rngs: nnx.Rngs, mlp_ratio: float = 4.0,
-               dtype=None):
+               conv_stem: tuple[int, ...] = (), dtype=None):
     if image_size % patch:
       raise ValueError(f'ViT: image_size {image_size} is not a multiple of the patch size {patch}')
     self.grid = image_size // patch
-    self.patch_embed = PatchEmbed(in_channels, dim, patch, rngs=rngs, dtype=dtype)
+    self.patch_embed = (ConvStem(in_channels, dim, patch, conv_stem, rngs=rngs, dtype=dtype)
+                        if conv_stem else PatchEmbed(in_channels, dim, patch, rngs=rngs,
+                                                     dtype=dtype))
     init = nnx.initializers.truncated_normal(0.02)
     self.cls_token = nnx.Param(init(rngs.params(), (1, 1, dim)))
     self.pos_embed = nnx.Param(init(rngs.params(), (1, self.grid * self.grid + 1, dim)))
@@ -86,8 +111,7 @@ class ViT(nnx.Module):
     self.default_cam_layer = f'blocks.{depth - 1}.norm1'
 
   def __call__(self, x, *, train: bool = False, taps: Taps = NO_TAPS):
-    del train  # no dropout or batch statistics
-    x = self.patch_embed(x)
+    x = self.patch_embed(x, train) if isinstance(self.patch_embed, ConvStem) else self.patch_embed(x)
     cls = jnp.broadcast_to(self.cls_token[...], (x.shape[0], 1, x.shape[-1])).astype(x.dtype)
     x = jnp.concatenate([cls, x], axis=1) + self.pos_embed[...].astype(x.dtype)
     for i, blk in enumerate(self.blocks):

@@ -10,6 +10,13 @@ from cam_jax.scoring import classification, statistics
 LOCALISATION_METRICS = ('ehr_auc', 'pointing_game', 'iou', 'dice')
 
 
+def read_records(path: str) -> pd.DataFrame:
+  """Per-image records written with ``DataFrame.to_csv``: empty metrics read as NaN, empty flags
+  as ''."""
+  records = pd.read_csv(path, dtype={'id': str, 'layer': str, 'flags': str})
+  return records.fillna({'flags': ''})
+
+
 def summarise(records: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
   """Rows ``metric, value, low, high, n``: accuracy and ROC-AUC over every image (when a
   ``prob`` column exists), localisation metrics over the images with a lesion mask."""

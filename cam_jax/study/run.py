@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cam_jax import cams, data, models, report
-from cam_jax.scoring import driver
+from cam_jax.scoring import driver, summary
 from cam_jax.train import checkpoint, loop, mesh as mesh_lib
 
 
@@ -50,7 +50,9 @@ def _train_or_load(name, config, cell, train_src, val_src, mesh, log):
     log(f'[{name}] checkpoint found, not retraining: {ckpt}')
     return checkpoint.load(ckpt)[0]
   recipe = loop.recipe(name, config.num_classes, config.data.image_size, config.train.seed)
-  result = loop.train(recipe, config.train, train_src, val_src, workdir=cell, mesh=mesh, log=log)
+  train_config = config.train.copy_and_resolve_references()
+  train_config.update(config.train_overrides.get(name, {}))
+  result = loop.train(recipe, train_config, train_src, val_src, workdir=cell, mesh=mesh, log=log)
   pd.DataFrame(result.history).to_csv(os.path.join(cell, 'history.csv'), index=False)
   return result.model
 
@@ -93,7 +95,7 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
     layer = models.resolve_layer(model, config.cam.layer or None)
     path = os.path.join(cell, 'records.csv')
     if os.path.exists(path):
-      records = pd.read_csv(path, keep_default_na=False, na_values=[''])
+      records = summary.read_records(path)
     else:
       records = driver.score(model, test_src, method=config.cam.method, layer=layer,
                              target=config.cam.target, **score_kw).records

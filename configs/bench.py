@@ -1,0 +1,25 @@
+"""Benchmarks: Grad-CAM and fused scoring vs forward-only, and whole-data-set scoring.
+
+  python -m launch.bench --config=configs/bench.py --workdir=runs/bench
+
+``:tiny`` shrinks everything to seconds (what the tests run).
+"""
+
+import ml_collections
+
+from configs import phantom_common
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  arg = phantom_common.check_arg(arg)
+  c = ml_collections.ConfigDict()
+  c.models = 'vgg_tiny,resnet_tiny,vit_tiny'
+  c.image_size = 128 if arg != 'tiny' else 32
+  c.batch_size = 64 if arg != 'tiny' else 8
+  c.repeats = 5 if arg != 'tiny' else 2
+  c.data = phantom_common.data_config(arg)
+  c.data.num_train = c.data.num_validation = c.batch_size  # only the test split is streamed
+  c.data.num_test = 512 if arg != 'tiny' else 16
+  c.data.image_size = c.image_size
+  c.data_dir = ''  # default: <workdir>/data
+  return c

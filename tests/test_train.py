@@ -1,0 +1,102 @@
+"""Training: the sharded step on 8 host devices equals 1 device; losses; checkpoints."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from cam_jax import models
+from cam_jax.train import checkpoint, loop, mesh as mesh_lib, step as step_lib
+from configs import phantom_common
+
+
+def _batch(n=16, size=32, seed=0):
+  rng = np.random.default_rng(seed)
+  return {'image': rng.normal(size=(n, size, size, 1)).astype(np.float32),
+          'label': (np.arange(n) % 3 == 0).astype(np.int32)}
+
+
+@pytest.mark.parametrize('name', ['resnet_tiny', 'vit_tiny'])
+def test_sharded_step_on_8_devices_equals_1_device(name):
+  assert jax.device_count() == 8, 'conftest sets 8 host CPU devices'
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = mesh_lib.make_mesh(devices)
+    model = models.create(name, image_size=32, seed=3)
+    # SGD: Adam's first steps move every weight by about +-lr whatever the gradient's size, so
+    # float rounding in a near-zero gradient would decide the sign; SGD keeps the comparison about
+    # the sharded forward, loss, gradients and batch statistics.
+    tx = optax.sgd(0.05, momentum=0.9)
+    graphdef, state = step_lib.init_state(model, tx, mesh)
+    step = step_lib.make_train_step(graphdef, tx, step_lib.ClassWeights((1.0, 2.0)), mesh)
+    losses = []
+    for s in range(2):
+      state, metrics = step(state, mesh_lib.shard_batch(_batch(seed=s), mesh))
+      losses.append(float(metrics['loss']))
+    if len(devices) == 8:
+      assert state.params['fc' if name == 'resnet_tiny' else 'head']['kernel'][
+          ...].sharding.is_fully_replicated
+    results.append((losses, jax.device_get(state.params), jax.device_get(state.rest)))
+  (l1, p1, r1), (l8, p8, r8) = results
+  np.testing.assert_allclose(l1, l8, rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(r1), jax.tree.leaves(r8)):
+    if np.issubdtype(np.asarray(a).dtype, np.floating):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_weighted_loss_matches_hand_computation():
+  logits = jnp.array([[2.0], [-1.0], [0.5]])
+  labels = jnp.array([1, 0, 0])
+  w = step_lib.ClassWeights((1.0, 3.0))
+  bce = lambda z, y: -(y * np.log(1 / (1 + np.exp(-z))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-z))))
+  expected = (3 * bce(2.0, 1) + bce(-1.0, 0) + bce(0.5, 0)) / (3 + 1 + 1)
+  np.testing.assert_allclose(step_lib.weighted_loss(logits, labels, w), expected, rtol=1e-6)
+  softmax = jnp.array([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]])
+  lab = jnp.array([2, 1])
+  w3 = step_lib.ClassWeights((1.0, 2.0, 4.0))
+  ce = [-np.log(np.exp(-1) / np.exp([1, 0, -1]).sum()), -np.log(np.exp(2) / np.exp([0, 2, 0]).sum())]
+  np.testing.assert_allclose(step_lib.weighted_loss(softmax, lab, w3),
+                             (4 * ce[0] + 2 * ce[1]) / 6, rtol=1e-6)
+
+
+def test_balanced_class_weights_and_missing_class():
+  w = step_lib.ClassWeights.from_labels(np.array([0, 0, 0, 1]), num_classes=1)
+  np.testing.assert_allclose(w.weights, (4 / 6, 4 / 2))
+  with pytest.raises(ValueError, match='every class'):
+    step_lib.ClassWeights.from_labels(np.zeros(5, int), num_classes=1)
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
+  recipe = loop.recipe('vgg_tiny', 1, 32, seed=5)
+  model = models.create(**recipe)
+  # Move batch statistics off their initial values so the test sees them restored.
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  rest = jax.tree.map(lambda x: x + 0.25 if jnp.issubdtype(x.dtype, jnp.floating) else x, rest)
+  model = nnx.merge(graphdef, params, rest)
+  checkpoint.save(str(tmp_path / 'ckpt'), recipe, model)
+  loaded, got_recipe = checkpoint.load(str(tmp_path / 'ckpt'))
+  assert got_recipe == recipe
+  x = jnp.asarray(_batch(4)['image'])
+  np.testing.assert_array_equal(loaded(x), model(x))
+  with pytest.raises(FileNotFoundError, match='no cam_jax checkpoint'):
+    checkpoint.load(str(tmp_path / 'missing'))
+
+
+def test_training_lowers_the_loss_on_the_tiny_phantom(tiny_splits):
+  """The loop runs its epochs, logs one history row each, and the training loss falls."""
+  cfg = phantom_common.train_config('tiny')
+  cfg.epochs = 6
+  result = loop.train(loop.recipe('resnet_tiny', 1, 32, 0), cfg, tiny_splits['train'],
+                      tiny_splits['validation'], mesh=mesh_lib.make_mesh(jax.devices()[:1]),
+                      log=lambda m: None)
+  assert len(result.history) == 6
+  assert result.history[-1]['loss'] < result.history[0]['loss']
+
+
+def test_batch_size_must_divide_the_mesh():
+  with pytest.raises(ValueError, match='not divisible by the 8 devices'):
+    mesh_lib.check_batch_size(12, mesh_lib.make_mesh())
