@@ -2,6 +2,8 @@
 
 import os
 import re
+import subprocess
+import sys
 
 import pandas as pd
 
@@ -37,6 +39,13 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data_dir):
   assert os.path.getsize(os.path.join(workdir, 'overlays.png')) > 10_000
   for name in names:
     assert os.path.exists(os.path.join(workdir, 'models', name, 'checkpoint', 'model.json'))
+
+  # launch.report rebuilds the same report from config.json and records.csv alone.
+  os.remove(os.path.join(workdir, 'report.md'))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  subprocess.run([sys.executable, '-m', 'launch.report', f'--workdir={workdir}'], cwd=root,
+                 check=True, capture_output=True, env={**os.environ, 'XLA_FLAGS': ''})
+  assert open(os.path.join(workdir, 'report.md')).read() == text
 
   logs.clear()
   again = run_study(config, workdir, log=logs.append)

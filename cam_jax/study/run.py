@@ -112,13 +112,20 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
   records = pd.concat(frames, ignore_index=True)
   records.to_csv(os.path.join(workdir, 'records.csv'), index=False)
   _overlays(workdir, trained, test_src, config, mesh)
+  write_study_report(workdir, config, records)
+  log(f'report: {os.path.join(workdir, "report.md")}')
+  return records
+
+
+def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
+  """``report.md`` of a study from its config and per-image records (see ``cam_jax.report``)."""
   d = config.data
+  names = [m for m in records['model'].unique() if m != report.BASELINE]
   notes = [f'Data: phantom chest X-rays, {d.image_size} px, seed {d.seed}; '
-           f'{len(train_src)} train / {len(val_src)} validation / {len(test_src)} test images. '
+           f'{d.num_train} train / {d.num_validation} validation / {d.num_test} test images. '
            f'CAM: {config.cam.method}, target {config.cam.target:+d} (the positive finding), '
            'pytorch-grad-cam postprocess (ReLU, min-max, bilinear).',
            f'Per-image records: `records.csv`. Models: {", ".join(names)}.']
-  report.write_report(workdir, records, title='cam_jax study: Grad-CAM against lesion masks',
-                      notes=notes, n_resamples=config.score.n_resamples, seed=config.score.seed)
-  log(f'report: {os.path.join(workdir, "report.md")}')
-  return records
+  return report.write_report(workdir, records, title='cam_jax study: Grad-CAM against lesion masks',
+                             notes=notes, n_resamples=config.score.n_resamples,
+                             seed=config.score.seed)

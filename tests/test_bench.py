@@ -1,0 +1,42 @@
+"""The benchmark harness: ratios against the group's reference, and the bench entry point."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from cam_jax import bench
+
+
+def test_ratios_are_relative_to_the_group_reference():
+  calls = {'a': 0, 'b': 0}
+
+  def counted(key):
+    def fn():
+      calls[key] += 1
+      return np.zeros(1)
+    return fn
+
+  table = bench.run([bench.Case('ref', counted('a'), 10, 'g', reference=True),
+                     bench.Case('other', counted('b'), 30, 'g'),
+                     bench.Case('alone', counted('b'), 5, 'h')], warmup=2, repeats=3,
+                    log=lambda m: None)
+  assert calls == {'a': 5, 'b': 10}  # warmup + repeats per case
+  ref, other, alone = (table.iloc[i] for i in range(3))
+  assert ref['ratio'] == 1.0
+  np.testing.assert_allclose(other['ratio'], other['items_per_s'] / ref['items_per_s'])
+  np.testing.assert_allclose(other['items_per_s'], 30 / other['median_s'])
+  assert np.isnan(alone['ratio'])  # no reference in its group
+  assert '| g | other |' in bench.markdown(table)
+
+
+def test_bench_entry_point_writes_its_table(tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  subprocess.run([sys.executable, '-m', 'launch.bench', '--config=configs/bench.py:tiny',
+                  f'--workdir={tmp_path}', '--config.models=resnet_tiny'], cwd=root, check=True,
+                 capture_output=True, env={**os.environ, 'XLA_FLAGS': ''}, timeout=300)
+  text = open(tmp_path / 'bench.md').read()
+  for case in ('forward', 'grad-cam raw (layer4)', 'grad-cam + postprocess + metrics',
+               'forward (streamed)', 'cam_jax.score (streamed)'):
+    assert f'| {case} |' in text
