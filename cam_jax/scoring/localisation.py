@@ -7,6 +7,7 @@ functions are jit-able and ``jax.vmap``-able and never return NaN for finite
 inputs.
 """
 
+import jax
 import jax.numpy as jnp
 
 FLAG_NO_HEAT = 1  # no pixel with heat >= 0.1 (EHR-AUC is 0)
@@ -23,16 +24,27 @@ def flag_names(bits: int) -> str:
     return '|'.join(name for bit, name in sorted(FLAG_NAMES.items()) if int(bits) & bit)
 
 
+def _sort_nonnegative(values):
+    """Ascending sort of float32 values >= 0 (and +inf) via their int32 bit patterns.
+
+    For non-negative IEEE floats the bit pattern orders exactly like the value, and
+    XLA's CPU sort is several times faster on integers than on floats.
+    """
+    bits = jnp.sort(jax.lax.bitcast_convert_type(values.astype(jnp.float32), jnp.int32))
+    return jax.lax.bitcast_convert_type(bits, jnp.float32)
+
+
 def _subset_quantiles(values, subset, n_steps):
     """Linear-interpolation quantiles at q = k/(n_steps-1) of ``values[subset]``.
 
-    Matches ``np.quantile(values[subset], q)`` (method 'linear'); the position
+    ``values[subset]`` must be >= 0 (heat maps are).  Matches
+    ``np.quantile(values[subset], q)`` (method 'linear'); the position
     q*(n-1) is computed exactly in integers.  Returns zeros when the subset is
     empty.
     """
     n = jnp.sum(subset)
     last = jnp.maximum(n - 1, 0)
-    ordered = jnp.sort(jnp.where(subset, values, jnp.inf))
+    ordered = _sort_nonnegative(jnp.where(subset, values, jnp.inf))
     ordered = jnp.where(jnp.isfinite(ordered), ordered, 0.0)
     scaled = jnp.arange(n_steps) * last
     lo = scaled // (n_steps - 1)
