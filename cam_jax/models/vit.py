@@ -61,7 +61,8 @@ class PatchEmbed(nnx.Module):
     self.proj = nnx.Conv(in_channels, dim, (patch, patch), strides=(patch, patch),
                          padding='VALID', dtype=dtype, rngs=rngs)
 
-  def __call__(self, x):
+  def __call__(self, x, train: bool = False):
+    del train  # no batch statistics
     x = self.proj(x)
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
@@ -111,7 +112,7 @@ class ViT(nnx.Module):
     self.default_cam_layer = f'blocks.{depth - 1}.norm1'
 
   def __call__(self, x, *, train: bool = False, taps: Taps = NO_TAPS):
-    x = self.patch_embed(x, train) if isinstance(self.patch_embed, ConvStem) else self.patch_embed(x)
+    x = self.patch_embed(x, train)
     cls = jnp.broadcast_to(self.cls_token[...], (x.shape[0], 1, x.shape[-1])).astype(x.dtype)
     x = jnp.concatenate([cls, x], axis=1) + self.pos_embed[...].astype(x.dtype)
     for i, blk in enumerate(self.blocks):

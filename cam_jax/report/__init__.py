@@ -27,7 +27,10 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
            '## Classification (test split)', '',
            tables.classification_table({m: summaries[m] for m in models}), '',
            '## Grad-CAM against the lesion masks (test images with a lesion)', '',
-           tables.cam_table(summaries, layers), '']
+           tables.cam_table(summaries, layers), '',
+           '`flagged` counts degenerate maps, which are scored, not dropped: `no_heat` (no pixel '
+           '>= 0.1, EHR-AUC 0), `constant` (pointing game 0), `nonfinite` (replaced by zeros); '
+           'the `flags` column of `records.csv` names them per image.', '']
   if BASELINE in summaries:
     base = summaries[BASELINE]
     lines += ['Above the random heat map (CIs not overlapping):', '']
