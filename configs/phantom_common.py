@@ -44,5 +44,6 @@ def train_config(arg: str = '') -> ml_collections.ConfigDict:
   c.warmup_epochs = 1.0
   c.weight_decay = 0.05
   c.class_weighting = True
+  c.param_sharding = 'replicate' if arg != 'large' else 'fsdp'  # cam_jax.train.sharding
   c.seed = 0
   return c

@@ -18,8 +18,10 @@ def _batch(n=16, size=32, seed=0):
           'label': (np.arange(n) % 3 == 0).astype(np.int32)}
 
 
-@pytest.mark.parametrize('name', ['resnet_tiny', 'vit_tiny'])
-def test_sharded_step_on_8_devices_equals_1_device(name):
+@pytest.mark.parametrize('name,param_sharding', [('resnet_tiny', 'replicate'),
+                                                  ('vit_tiny', 'replicate'),
+                                                  ('resnet_tiny', 'fsdp'), ('vit_tiny', 'fsdp')])
+def test_sharded_step_on_8_devices_equals_1_device(name, param_sharding):
   assert jax.device_count() == 8, 'conftest sets 8 host CPU devices'
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
@@ -29,15 +31,21 @@ def test_sharded_step_on_8_devices_equals_1_device(name):
     # float rounding in a near-zero gradient would decide the sign; SGD keeps the comparison about
     # the sharded forward, loss, gradients and batch statistics.
     tx = optax.sgd(0.05, momentum=0.9)
-    graphdef, state = step_lib.init_state(model, tx, mesh)
-    step = step_lib.make_train_step(graphdef, tx, step_lib.ClassWeights((1.0, 2.0)), mesh)
+    graphdef, state, shardings = step_lib.init_state(model, tx, mesh, param_sharding,
+                                                     min_size=256)
+    step = step_lib.make_train_step(graphdef, tx, step_lib.ClassWeights((1.0, 2.0)), mesh,
+                                    shardings)
     losses = []
     for s in range(2):
       state, metrics = step(state, mesh_lib.shard_batch(_batch(seed=s), mesh))
       losses.append(float(metrics['loss']))
     if len(devices) == 8:
-      assert state.params['fc' if name == 'resnet_tiny' else 'head']['kernel'][
-          ...].sharding.is_fully_replicated
+      kernels = [x for p, x in jax.tree_util.tree_leaves_with_path(state.params)
+                 if 'kernel' in jax.tree_util.keystr(p)]
+      split = [not k.sharding.is_fully_replicated for k in kernels]
+      splittable = [k.size >= 256 and any(d % 8 == 0 for d in k.shape) for k in kernels]
+      assert split == (splittable if param_sharding == 'fsdp' else [False] * len(kernels))
+      assert any(split) == (param_sharding == 'fsdp')
     results.append((losses, jax.device_get(state.params), jax.device_get(state.rest)))
   (l1, p1, r1), (l8, p8, r8) = results
   np.testing.assert_allclose(l1, l8, rtol=1e-5, atol=1e-5)
@@ -100,3 +108,18 @@ def test_training_lowers_the_loss_on_the_tiny_phantom(tiny_splits):
 def test_batch_size_must_divide_the_mesh():
   with pytest.raises(ValueError, match='not divisible by the 8 devices'):
     mesh_lib.check_batch_size(12, mesh_lib.make_mesh())
+
+
+def test_fsdp_rules_shard_the_largest_divisible_axis():
+  from cam_jax.train import sharding  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  rules = sharding.STRATEGIES['fsdp']
+  spec = lambda path, shape: sharding.partition_spec(path, shape, rules, 8, min_size=64)
+  assert spec('/params/layer1/0/conv1/kernel', (3, 3, 64, 128)) == P(None, None, None, 'data')
+  assert spec('/opt_state/0/mu/fc/kernel/value', (512, 1000)) == P(None, 'data')
+  assert spec('/params/fc/kernel/value', (512, 1001)) == P('data', None)
+  assert spec('/params/fc/kernel', (3, 3, 5, 7)) == P()        # no axis divisible by 8
+  assert spec('/params/fc/bias', (1024,)) == P()               # rule: replicate
+  assert spec('/params/fc/kernel', (4, 8)) == P()              # below min_size
+  with pytest.raises(ValueError, match="unknown parameter sharding 'zero'; choose one of"):
+    sharding.tree_shardings({}, mesh_lib.make_mesh(), 'zero')

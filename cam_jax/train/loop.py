@@ -64,8 +64,8 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str 
                                               train_config.class_weighting)
   steps_per_epoch = len(train_source) // bs
   tx = optimizer(train_config, steps_per_epoch)
-  graphdef, state = step_lib.init_state(model, tx, mesh)
-  train_step = step_lib.make_train_step(graphdef, tx, weights, mesh)
+  graphdef, state, shardings = step_lib.init_state(model, tx, mesh, train_config.param_sharding)
+  train_step = step_lib.make_train_step(graphdef, tx, weights, mesh, shardings)
   history = []
   for epoch in range(train_config.epochs):
     t0, losses = time.time(), []

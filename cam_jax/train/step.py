@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from cam_jax.train import mesh as mesh_lib
+from cam_jax.train import mesh as mesh_lib, sharding
 
 
 @struct.dataclass
@@ -55,17 +55,20 @@ def weighted_loss(logits: jax.Array, labels: jax.Array, class_weights: ClassWeig
   return jnp.sum(w * per) / jnp.sum(w)
 
 
-def init_state(model: nnx.Module, tx: optax.GradientTransformation, mesh):
-  """(graphdef, TrainState) with the state replicated over ``mesh``."""
+def init_state(model: nnx.Module, tx: optax.GradientTransformation, mesh,
+               param_sharding: str = sharding.REPLICATE, min_size: int = sharding.MIN_FSDP_SIZE):
+  """(graphdef, TrainState placed on ``mesh`` by the ``param_sharding`` rules, its shardings)."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
                      opt_state=tx.init(params))
-  return graphdef, jax.device_put(state, mesh_lib.replicated(mesh))
+  shardings = sharding.tree_shardings(state, mesh, param_sharding, min_size)
+  return graphdef, jax.device_put(state, shardings), shardings
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation, class_weights: ClassWeights,
-                    mesh):
-  """Jitted ``(state, batch) -> (state, {'loss'})``; the state is donated, batch on ``data``."""
+                    mesh, state_shardings):
+  """Jitted ``(state, batch) -> (state, {'loss'})``; the state is donated and keeps
+  ``state_shardings``, the batch is split on ``data``."""
 
   def step(state: TrainState, batch):
     def loss_fn(params, rest):
@@ -81,7 +84,8 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, class_weights: C
     return new, {'loss': loss}
 
   rep, dat = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  return jax.jit(step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=0)
+  return jax.jit(step, in_shardings=(state_shardings, dat), out_shardings=(state_shardings, rep),
+                 donate_argnums=0)
 
 
 def make_predict(graphdef, mesh):
