@@ -14,10 +14,25 @@ def _param_count(name, **kw):
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
 
 
-@pytest.mark.parametrize('name,count', [
-    ('resnet18', 11_689_512), ('resnet50', 25_557_032), ('vgg16', 138_357_544),
-    ('vgg16_bn', 138_365_992), ('vit_b16', 86_567_656)])
-def test_standard_parameter_counts_equal_torchvision(name, count):
+# torchvision's published counts (VGG, ResNet, vit_b_16/b_32/l_16) and timm's
+# (vit_tiny/small_patch16_224), 1000 classes, 3 channels, 224 px.
+PUBLISHED_COUNTS = {
+    'vgg11': 132_863_336, 'vgg11_bn': 132_868_840, 'vgg13': 133_047_848,
+    'vgg13_bn': 133_053_736, 'vgg16': 138_357_544, 'vgg16_bn': 138_365_992,
+    'vgg19': 143_667_240, 'vgg19_bn': 143_678_248,
+    'resnet18': 11_689_512, 'resnet34': 21_797_672, 'resnet50': 25_557_032,
+    'resnet101': 44_549_160, 'resnet152': 60_192_808,
+    'vit_ti16': 5_717_416, 'vit_s16': 22_050_664, 'vit_b16': 86_567_656,
+    'vit_b32': 88_224_232, 'vit_l16': 304_326_632,
+}
+
+
+def test_every_standard_model_has_a_published_count():
+  assert sorted(PUBLISHED_COUNTS) == [n for n in models.names() if not n.endswith('_tiny')]
+
+
+@pytest.mark.parametrize('name,count', sorted(PUBLISHED_COUNTS.items()))
+def test_standard_parameter_counts_equal_torchvision_and_timm(name, count):
   assert _param_count(name, num_classes=1000, in_channels=3, image_size=224) == count
 
 
