@@ -13,6 +13,7 @@ from configs import phantom_common
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   arg = phantom_common.check_arg(arg)
   c = ml_collections.ConfigDict()
+  c.suite = 'cams'
   c.models = 'vgg_tiny,resnet_tiny,vit_tiny'
   c.image_size = 128 if arg != 'tiny' else 32
   c.batch_size = 64 if arg != 'tiny' else 8

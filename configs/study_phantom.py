@@ -19,6 +19,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data_dir = ''  # default: <workdir>/data
   c.models = 'vgg_tiny,resnet_tiny,vit_tiny' if arg != 'large' else 'vgg16_bn,resnet50,vit_s16'
   c.num_classes = 1
+  c.init_from = ''  # pretrained weights per model: 'resnet50=/w/r50.pth,vit_s16=/w/vit.npz'
   c.train = phantom_common.train_config(arg)
   # Per-model changes to c.train: the ViT learns the lesion later than the CNNs (its validation
   # ROC-AUC jumps after about 5 epochs), so it trains twice as long.

@@ -17,6 +17,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.data = phantom_common.data_config(arg)
   c.data_dir = ''  # default: <workdir>/data
-  c.model = ml_collections.ConfigDict({'name': 'resnet_tiny', 'num_classes': 1})
+  # init_from: a torchvision / timm state dict (.pth, .safetensors) or big_vision .npz to start
+  # from; a head of another width is replaced, RGB first layers are folded to one channel.
+  c.model = ml_collections.ConfigDict({'name': 'resnet_tiny', 'num_classes': 1, 'init_from': ''})
   c.train = phantom_common.train_config(arg)
   return c

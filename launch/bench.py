@@ -1,8 +1,10 @@
 """Benchmarks: ``python -m launch.bench --config=configs/bench.py --workdir=DIR``.
 
-Per model: forward-only, Grad-CAM (raw maps) and the fused scoring step (Grad-CAM, postprocess
-and every localisation metric) on one device-resident batch; then whole-data-set throughput of
-``cam_jax.score`` streaming the phantom test split against forward-only over the same stream.
+Suite ``cams`` (``configs/bench.py``), per model: forward-only, Grad-CAM (raw maps) and the fused
+scoring step (Grad-CAM, postprocess and every localisation metric) on one device-resident batch;
+then whole-data-set throughput of ``cam_jax.score`` streaming the phantom test split against
+forward-only over the same stream. Suite ``zoo`` (``configs/bench_zoo.py``), per model: the
+jitted cam_jax forward beside the same architecture and weights in torch (eager, no grad).
 Writes ``bench.csv`` and ``bench.md`` into the workdir.
 """
 
@@ -61,15 +63,52 @@ def _dataset_cases(name, config, source, mesh):
   ]
 
 
+def _zoo_cases(name, config):
+  """cam_jax (jit) and torch (eager) forward of ``name`` with the same torch-initialised weights."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from cam_jax.models import torch_reference, weights  # pylint: disable=g-import-not-at-top
+  b, s = config.batch_size, config.image_size
+  torch.manual_seed(0)
+  ref = torch_reference.build(name, image_size=s).eval()
+  model = weights.load_state_dict(
+      models.create(name, num_classes=1000, in_channels=3, image_size=s), ref.state_dict()).model
+  x = np.random.default_rng(0).normal(size=(b, 3, s, s)).astype(np.float32)
+  xt, xj = torch.from_numpy(x), jnp.asarray(x.transpose(0, 2, 3, 1))
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(lambda st, images: nnx.merge(graphdef, st)(images))
+
+  def torch_forward():
+    with torch.no_grad():
+      return ref(xt).numpy()
+
+  ours, theirs = np.asarray(forward(state, xj)), torch_forward()
+  err = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+  common.log(f'{name}: max |cam_jax - torch| / max |torch| = {err:.1e}')
+  if err > 1e-3:
+    raise ValueError(f'{name}: cam_jax and torch logits differ (relative error {err:.1e})')
+  group = f'{name} {s}px b{b}'
+  return [bench.Case('cam_jax forward (jit)', lambda: forward(state, xj), b, group, reference=True),
+          bench.Case(f'torch forward (eager, {torch.get_num_threads()} threads)', torch_forward,
+                     b, group)]
+
+
 def main(argv):
   del argv
   config, workdir = _CONFIG.value, _WORKDIR.value
   os.makedirs(workdir, exist_ok=True)
-  mesh = mesh_lib.make_mesh()
-  source = data.open_split(config.data, 'test', config.data_dir or os.path.join(workdir, 'data'))
+  names = [m.strip() for m in config.models.split(',')]
   cases = []
-  for name in [m.strip() for m in config.models.split(',')]:
-    cases += _batch_cases(name, config, mesh) + _dataset_cases(name, config, source, mesh)
+  if config.suite == 'zoo':
+    for name in names:
+      cases += _zoo_cases(name, config)
+  elif config.suite == 'cams':
+    mesh = mesh_lib.make_mesh()
+    source = data.open_split(config.data, 'test',
+                             config.data_dir or os.path.join(workdir, 'data'))
+    for name in names:
+      cases += _batch_cases(name, config, mesh) + _dataset_cases(name, config, source, mesh)
+  else:
+    raise ValueError(f'unknown bench suite {config.suite!r}; choose one of: cams, zoo')
   common.log(f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}')
   table = bench.run(cases, repeats=config.repeats, log=common.log)
   table.to_csv(os.path.join(workdir, 'bench.csv'), index=False)

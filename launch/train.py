@@ -21,7 +21,8 @@ def main(argv):
   train_src, val_src = (data.open_split(config.data, s, data_dir) for s in ('train', 'validation'))
   recipe = loop.recipe(config.model.name, config.model.num_classes, config.data.image_size,
                        config.train.seed)
-  result = loop.train(recipe, config.train, train_src, val_src, workdir=workdir, log=common.log)
+  result = loop.train(recipe, config.train, train_src, val_src, init_from=config.model.init_from,
+                      workdir=workdir, log=common.log)
   pd.DataFrame(result.history).to_csv(os.path.join(workdir, 'history.csv'), index=False)
   common.log(f'checkpoint: {os.path.join(workdir, "checkpoint")}')
 

@@ -40,3 +40,15 @@ def test_bench_entry_point_writes_its_table(tmp_path):
   for case in ('forward', 'grad-cam raw (layer4)', 'grad-cam + postprocess + metrics',
                'forward (streamed)', 'cam_jax.score (streamed)'):
     assert f'| {case} |' in text
+
+
+def test_zoo_suite_times_cam_jax_beside_torch(tmp_path):
+  import pytest  # pylint: disable=g-import-not-at-top
+  pytest.importorskip('torch')
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, '-m', 'launch.bench', '--config=configs/bench_zoo.py:tiny',
+                         f'--workdir={tmp_path}'], cwd=root, check=True, capture_output=True,
+                        text=True, env={**os.environ, 'XLA_FLAGS': ''}, timeout=300)
+  text = open(tmp_path / 'bench.md').read()
+  assert '| resnet18 64px b2 | cam_jax forward (jit) |' in text and 'torch forward (eager' in text
+  assert 'resnet18: max |cam_jax - torch| / max |torch| =' in proc.stdout

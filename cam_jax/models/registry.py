@@ -11,16 +11,16 @@ from cam_jax.models import resnet, vgg, vit
 
 _BUILDERS: dict[str, Callable[..., nnx.Module]] = {}
 
-_VGG_STAGES = {
+VGG_STAGES = {
     11: ((64,), (128,), (256, 256), (512, 512), (512, 512)),
     13: ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
     16: ((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3),
     19: ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
 }
-_RESNETS = {18: (resnet.BasicBlock, (2, 2, 2, 2)), 34: (resnet.BasicBlock, (3, 4, 6, 3)),
+RESNETS = {18: (resnet.BasicBlock, (2, 2, 2, 2)), 34: (resnet.BasicBlock, (3, 4, 6, 3)),
             50: (resnet.Bottleneck, (3, 4, 6, 3)), 101: (resnet.Bottleneck, (3, 4, 23, 3)),
             152: (resnet.Bottleneck, (3, 8, 36, 3))}
-_VITS = {'vit_ti16': (16, 192, 12, 3), 'vit_s16': (16, 384, 12, 6), 'vit_b16': (16, 768, 12, 12),
+VITS = {'vit_ti16': (16, 192, 12, 3), 'vit_s16': (16, 384, 12, 6), 'vit_b16': (16, 768, 12, 12),
          'vit_b32': (32, 768, 12, 12), 'vit_l16': (16, 1024, 24, 16)}
 
 
@@ -38,12 +38,12 @@ def _vit(patch, dim, depth, heads, **kw):
   return vit.ViT(patch=patch, dim=dim, depth=depth, heads=heads, **kw)
 
 
-for _d, _stages in _VGG_STAGES.items():
+for _d, _stages in VGG_STAGES.items():
   _BUILDERS[f'vgg{_d}'] = functools.partial(_vgg, _stages, False)
   _BUILDERS[f'vgg{_d}_bn'] = functools.partial(_vgg, _stages, True)
-for _d, (_block, _depths) in _RESNETS.items():
+for _d, (_block, _depths) in RESNETS.items():
   _BUILDERS[f'resnet{_d}'] = functools.partial(_resnet, _block, _depths)
-for _name, _cfg in _VITS.items():
+for _name, _cfg in VITS.items():
   _BUILDERS[_name] = functools.partial(_vit, *_cfg)
 
 # CPU-sized variants for the embedded study (128 px phantoms): CAM grids of 16x16, 8x8, 8x8.

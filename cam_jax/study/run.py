@@ -30,6 +30,18 @@ def model_names(config) -> list[str]:
   return names
 
 
+def init_paths(config, names: list[str]) -> dict[str, str]:
+  """``config.init_from`` ('name=path,...') as a dict, each name one of the study's models."""
+  paths = {}
+  for item in filter(None, (i.strip() for i in config.init_from.split(','))):
+    name, sep, path = item.partition('=')
+    if not sep or name.strip() not in names:
+      raise ValueError(f'config.init_from item {item!r} is not <model>=<path> with <model> one '
+                       f'of: {", ".join(names)}')
+    paths[name.strip()] = path.strip()
+  return paths
+
+
 def _claim_workdir(workdir: str, config) -> None:
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, 'config.json')
@@ -52,7 +64,8 @@ def _train_or_load(name, config, cell, train_src, val_src, mesh, log):
   recipe = loop.recipe(name, config.num_classes, config.data.image_size, config.train.seed)
   train_config = config.train.copy_and_resolve_references()
   train_config.update(config.train_overrides.get(name, {}))
-  result = loop.train(recipe, train_config, train_src, val_src, workdir=cell, mesh=mesh, log=log)
+  result = loop.train(recipe, train_config, train_src, val_src, workdir=cell, mesh=mesh, log=log,
+                      init_from=init_paths(config, model_names(config)).get(name, ''))
   pd.DataFrame(result.history).to_csv(os.path.join(cell, 'history.csv'), index=False)
   return result.model
 
@@ -79,6 +92,7 @@ def _overlays(workdir, trained, test_src, config, mesh):
 def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
   """Runs the whole study into ``workdir``; returns the per-image records of every model."""
   names = model_names(config)
+  init_paths(config, names)  # checked before any work
   _claim_workdir(workdir, config)
   data_dir = config.data_dir or os.path.join(workdir, 'data')
   train_src, val_src, test_src = (data.open_split(config.data, s, data_dir)

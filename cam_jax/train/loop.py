@@ -12,6 +12,7 @@ import optax
 from flax import nnx
 
 from cam_jax import data, models
+from cam_jax.models import weights
 from cam_jax.scoring import classification
 from cam_jax.train import checkpoint, mesh as mesh_lib, step as step_lib
 
@@ -52,13 +53,26 @@ def predict(model: nnx.Module, source, *, batch_size: int, mesh) -> tuple[np.nda
   return np.concatenate(labels), np.concatenate(probs)
 
 
-def train(recipe: dict, train_config, train_source, val_source, *, workdir: str | None = None,
-          mesh=None, log=print) -> TrainResult:
-  """Trains ``models.create(**recipe)``; saves a checkpoint to ``workdir`` when given."""
+def initial_model(recipe: dict, init_from: str = '', log=print) -> nnx.Module:
+  """``models.create(**recipe)``, with pretrained weights from ``init_from`` when given (see
+  ``cam_jax.models.weights.load_file``: torchvision / timm state dicts, big_vision .npz)."""
+  model = models.create(**recipe)
+  if not init_from:
+    return model
+  loaded = weights.load_file(model, init_from)
+  kept = f'; fresh (class count differs): {", ".join(loaded.skipped)}' if loaded.skipped else ''
+  log(f"[{recipe['name']}] initialised from {init_from}{kept}")
+  return loaded.model
+
+
+def train(recipe: dict, train_config, train_source, val_source, *, init_from: str = '',
+          workdir: str | None = None, mesh=None, log=print) -> TrainResult:
+  """Trains ``models.create(**recipe)`` (from ``init_from`` weights when given); saves a
+  checkpoint to ``workdir`` when given."""
   mesh = mesh or mesh_lib.make_mesh()
   bs = train_config.batch_size
   mesh_lib.check_batch_size(bs, mesh)
-  model = models.create(**recipe)
+  model = initial_model(recipe, init_from, log)
   labels = np.asarray([train_source[i]['label'] for i in range(len(train_source))])
   weights = step_lib.ClassWeights.from_labels(labels, recipe['num_classes'],
                                               train_config.class_weighting)

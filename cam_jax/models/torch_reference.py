@@ -1,0 +1,180 @@
+"""torch re-implementations of torchvision's VGG / ResNet and timm's ViT, for parity checks.
+
+Built from torch's own layers with torchvision's (VGG, ResNet) and timm's (ViT) parameter names
+and semantics, so a cam_jax model loaded with their state dict (``cam_jax.models.weights``) must
+give the same logits; ``launch.bench`` also times them beside cam_jax. Needs torch, which
+cam_jax itself does not (``pip install -e '.[test]'`` brings it).
+"""
+
+import torch
+from torch import nn
+
+
+class TorchVGG(nn.Module):
+  """torchvision.models.VGG: features, AdaptiveAvgPool2d((7, 7)), classifier (C,H,W flatten)."""
+
+  def __init__(self, stages, batch_norm, num_classes, in_channels=3, hidden=4096):
+    super().__init__()
+    feats, cin = [], in_channels
+    for stage in stages:
+      for cout in stage:
+        feats.append(nn.Conv2d(cin, cout, 3, padding=1))
+        feats += [nn.BatchNorm2d(cout)] if batch_norm else []
+        feats.append(nn.ReLU())
+        cin = cout
+      feats.append(nn.MaxPool2d(2, 2))
+    self.features = nn.Sequential(*feats)
+    self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+    self.classifier = nn.Sequential(
+        nn.Linear(cin * 49, hidden), nn.ReLU(), nn.Dropout(), nn.Linear(hidden, hidden),
+        nn.ReLU(), nn.Dropout(), nn.Linear(hidden, num_classes))
+
+  def forward(self, x):
+    return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class TorchBasicBlock(nn.Module):
+  expansion = 1
+
+  def __init__(self, cin, width, stride, downsample):
+    super().__init__()
+    self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(width)
+    self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(width)
+    self.downsample = downsample
+
+  def forward(self, x):
+    y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+    return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class TorchBottleneck(nn.Module):
+  """torchvision v1.5 bottleneck: the stride sits on the 3x3 conv."""
+  expansion = 4
+
+  def __init__(self, cin, width, stride, downsample):
+    super().__init__()
+    self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(width)
+    self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(width)
+    self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
+    self.bn3 = nn.BatchNorm2d(width * 4)
+    self.downsample = downsample
+
+  def forward(self, x):
+    y = torch.relu(self.bn1(self.conv1(x)))
+    y = self.bn3(self.conv3(torch.relu(self.bn2(self.conv2(y)))))
+    return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class TorchResNet(nn.Module):
+  """torchvision.models.ResNet: 7x7/2 stem, MaxPool2d(3, 2, 1), layer1..4, avg pool, fc."""
+
+  def __init__(self, block, depths, widths, num_classes, in_channels=3):
+    super().__init__()
+    self.conv1 = nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False)
+    self.bn1 = nn.BatchNorm2d(widths[0])
+    self.maxpool = nn.MaxPool2d(3, 2, 1)
+    cin = widths[0]
+    for k, (depth, width, stride) in enumerate(zip(depths, widths, (1, 2, 2, 2)), start=1):
+      blocks = []
+      for j in range(depth):
+        s, cout = (stride if j == 0 else 1), width * block.expansion
+        down = (nn.Sequential(nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout))
+                if s != 1 or cin != cout else None)
+        blocks.append(block(cin, width, s, down))
+        cin = cout
+      setattr(self, f'layer{k}', nn.Sequential(*blocks))
+    self.fc = nn.Linear(cin, num_classes)
+
+  def forward(self, x):
+    x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    return self.fc(x.mean(dim=(2, 3)))
+
+
+class TorchAttention(nn.Module):
+  """timm Attention: fused qkv (q|k|v, head-major), scale hd ** -0.5, proj."""
+
+  def __init__(self, dim, heads):
+    super().__init__()
+    self.heads, self.scale = heads, (dim // heads) ** -0.5
+    self.qkv = nn.Linear(dim, 3 * dim)
+    self.proj = nn.Linear(dim, dim)
+
+  def forward(self, x):
+    b, n, d = x.shape
+    q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+    attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+    return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class TorchMlp(nn.Module):
+
+  def __init__(self, dim, hidden):
+    super().__init__()
+    self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+
+  def forward(self, x):
+    return self.fc2(self.act(self.fc1(x)))
+
+
+class TorchBlock(nn.Module):
+
+  def __init__(self, dim, heads):
+    super().__init__()
+    self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+    self.attn = TorchAttention(dim, heads)
+    self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+    self.mlp = TorchMlp(dim, 4 * dim)
+
+  def forward(self, x):
+    x = x + self.attn(self.norm1(x))
+    return x + self.mlp(self.norm2(x))
+
+
+class TorchPatchEmbed(nn.Module):
+
+  def __init__(self, in_channels, dim, patch):
+    super().__init__()
+    self.proj = nn.Conv2d(in_channels, dim, patch, patch)
+
+  def forward(self, x):
+    return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class TorchViT(nn.Module):
+  """timm VisionTransformer (class token, learned pos_embed, pre-norm blocks, head on token 0)."""
+
+  def __init__(self, image_size, patch, dim, depth, heads, num_classes, in_channels=3):
+    super().__init__()
+    self.patch_embed = TorchPatchEmbed(in_channels, dim, patch)
+    self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+    self.pos_embed = nn.Parameter(torch.zeros(1, (image_size // patch) ** 2 + 1, dim))
+    self.blocks = nn.Sequential(*[TorchBlock(dim, heads) for _ in range(depth)])
+    self.norm = nn.LayerNorm(dim, eps=1e-6)
+    self.head = nn.Linear(dim, num_classes)
+
+  def forward(self, x):
+    x = self.patch_embed(x)
+    x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+    return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def build(name: str, num_classes: int = 1000, image_size: int = 224) -> nn.Module:
+  """The torch reference of registry model ``name`` (3 input channels), torch's default init."""
+  from cam_jax.models import registry  # pylint: disable=g-import-not-at-top
+  registry.check_name(name)
+  if name.startswith('vgg') and name[3:].split('_')[0] in map(str, registry.VGG_STAGES):
+    depth = int(name[3:].split('_')[0])
+    return TorchVGG(registry.VGG_STAGES[depth], name.endswith('_bn'), num_classes)
+  if name.startswith('resnet') and name[6:] in map(str, registry.RESNETS):
+    block, depths = registry.RESNETS[int(name[6:])]
+    torch_block = TorchBasicBlock if block.expansion == 1 else TorchBottleneck
+    return TorchResNet(torch_block, depths, (64, 128, 256, 512), num_classes)
+  if name in registry.VITS:
+    patch, dim, depth, heads = registry.VITS[name]
+    return TorchViT(image_size, patch, dim, depth, heads, num_classes)
+  raise ValueError(f'no torch reference for {name!r}; the CPU-sized variants have none')
