@@ -143,5 +143,5 @@ def test_postprocess_flags_nonfinite_maps_and_never_returns_nan():
 
 
 def test_unknown_method_lists_choices():
-  with pytest.raises(ValueError, match="unknown CAM method 'gradcam\\+\\+'; choose one of: gradcam"):
-    cams.cam_function(models.create('resnet_tiny', image_size=32), 'gradcam++')
+  with pytest.raises(ValueError, match="unknown CAM method 'fullgrad'; choose one of: ablationcam"):
+    cams.cam_function(models.create('resnet_tiny', image_size=32), 'fullgrad')

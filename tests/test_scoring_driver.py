@@ -35,8 +35,10 @@ def test_records_match_a_direct_unfused_computation(model, tiny_splits):
   for i in range(len(test)):
     if masks[i].any():
       m = localisation.localisation_metrics(heat[i], masks[i])
+      # Thresholded metrics may move by about a pixel's share when the fused and the separate
+      # programs round heat differently (different XLA fusions).
       for k in ('ehr_auc', 'pointing_game', 'iou', 'dice'):
-        np.testing.assert_allclose(rec[k][i], m[k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(rec[k][i], m[k], atol=1e-4)
       assert rec['flags'][i] == localisation.flag_names(int(m['flags']))
     else:
       assert np.isnan(rec['ehr_auc'][i]) and rec['flags'][i] == ''
@@ -49,9 +51,10 @@ def test_streamed_in_batches_equals_all_at_once_and_padding_never_counts(model, 
   whole = cam_jax.score(model, test, batch_size=len(test), mesh=_mesh1(), progress=False,
                         n_resamples=50)
   assert len(small.records) == len(whole.records) == len(test)  # 5 does not divide 32: padded
-  for k in ('prob', 'ehr_auc', 'pointing_game', 'iou', 'dice'):
-    np.testing.assert_allclose(small.records[k], whole.records[k], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(small.summary['value'], whole.summary['value'], rtol=1e-5)
+  np.testing.assert_allclose(small.records['prob'], whole.records['prob'], rtol=1e-5)
+  for k in ('ehr_auc', 'pointing_game', 'iou', 'dice'):  # thresholded: see above
+    np.testing.assert_allclose(small.records[k], whole.records[k], atol=1e-4)
+  np.testing.assert_allclose(small.summary['value'], whole.summary['value'], atol=1e-4)
 
 
 def test_sharded_scoring_equals_one_device(model, tiny_splits):

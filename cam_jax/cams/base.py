@@ -1,14 +1,18 @@
-"""The shared CAM machinery: activation and its gradient at one layer, per image, on device.
+"""The shared CAM machinery: activations, gradients and probe passes at named layers, on device.
 
-A CAM method is a function ``(activation, gradient) -> map`` on one image's layer output laid
-out as a grid ``(h, w, C)``. ``make_cam_fn`` turns one into a single jitted function of a whole
-batch, ``jax.vmap`` over images, that differentiates only with respect to the layer's activation
-(a zero perturbation added there, see ``cam_jax.models.Taps``): no parameter gradients.
+A method (see ``Method``) maps one image's layer output, laid out as a grid ``(h, w, C)``, to a
+weighted activation ``(h, w, C)``; the CAM is its channel sum or, with ``eigen_smooth``, its first
+principal component (pytorch-grad-cam's convention). ``make_cam_fn`` turns a method into one
+jitted function of a whole batch, ``jax.vmap`` over images. Gradients are taken only with respect
+to a zero perturbation added at each layer (see ``cam_jax.models.Taps``): no parameter
+gradients. Perturbation methods run their extra forward passes in chunks of channels, so memory
+is bounded by ``chunk`` forward passes per image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +20,24 @@ from flax import nnx
 
 from cam_jax import models
 
-CamMethod = Callable[[jax.Array, jax.Array], jax.Array]
 PREDICTED = 0
-"""Target value meaning "explain the predicted class / sign" (0 is not a valid sign)."""
+"""Target value meaning "explain the predicted sign" for one-logit heads (0 is not a sign)."""
+
+GRADIENT, ACTIVATION, PERTURBATION = 'gradient', 'activation', 'perturbation'
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A CAM method.
+
+  ``kind`` says what ``fn`` takes: GRADIENT ``fn(act, grad)``, ACTIVATION ``fn(act)``,
+  PERTURBATION ``fn(probe, layer, native, act)`` (a ``Probe`` scores modified inputs or
+  activations; ``native`` is the layer output in the model's own layout, without batch axis).
+  ``fn`` returns the weighted activation (h, w, C), or a map (h, w) when ``reduces`` is True.
+  """
+  fn: Callable
+  kind: str = GRADIENT
+  reduces: bool = False
 
 
 def target_score(logits: jax.Array, target: jax.Array) -> jax.Array:
@@ -34,27 +53,99 @@ def target_score(logits: jax.Array, target: jax.Array) -> jax.Array:
   return logits[idx]
 
 
-def make_cam_fn(graphdef, method: CamMethod, layer: str, to_grid: Callable):
-  """Jitted ``(state, images (B,H,W,C), targets (B,)) -> (raw maps (B,h,w), logits (B,K))``."""
+def projection_2d(weighted: jax.Array) -> jax.Array:
+  """First principal component of the (h*w, C) centred activations, as an (h, w) map
+  (Muhammad & Yeasin, "Eigen-CAM", IJCNN 2020; pytorch-grad-cam's ``get_2d_projection``)."""
+  h, w, c = weighted.shape
+  flat = weighted.reshape(h * w, c)
+  flat = flat - jnp.mean(flat, axis=0)
+  _, _, vt = jnp.linalg.svd(flat, full_matrices=False)
+  return (flat @ vt[0]).reshape(h, w)
+
+
+@dataclasses.dataclass
+class Probe:
+  """Extra forward passes for one image: scores of modified inputs or layer activations."""
+  model: nnx.Module
+  image: jax.Array      # (1, H, W, C)
+  target: jax.Array     # ()
+  chunk: int
+
+  def _scores(self, logits):
+    return jax.vmap(lambda l: target_score(l, self.target))(logits)
+
+  def score_inputs(self, make_input: Callable[[jax.Array], jax.Array], n: int) -> jax.Array:
+    """Scores of ``make_input(k)`` (an image like ``self.image[0]``) for k < n, in chunks."""
+    return self._chunked(lambda ks: self._scores(self.model(jax.vmap(make_input)(ks))), n)
+
+  def score_activations(self, layer: str, act: jax.Array,
+                        make_act: Callable[[jax.Array], jax.Array], n: int) -> jax.Array:
+    """Scores with ``layer``'s activation ``act`` replaced by ``make_act(k)`` (same layout)."""
+
+    def run(ks):
+      deltas = jax.vmap(make_act)(ks) - act[None]
+      images = jnp.broadcast_to(self.image, (ks.shape[0], *self.image.shape[1:]))
+      return self._scores(self.model(images, taps=models.Taps(deltas={layer: deltas})))
+
+    return self._chunked(run, n)
+
+  def original_score(self) -> jax.Array:
+    return target_score(self.model(self.image)[0], self.target)
+
+  def _chunked(self, fn, n):
+    groups = -(-n // self.chunk)
+    ks = jnp.minimum(jnp.arange(groups * self.chunk), n - 1).reshape(groups, self.chunk)
+    return jax.lax.map(fn, ks).reshape(-1)[:n]
+
+
+def _activations(model, x, layers):
+  taps = models.Taps(record=layers)
+  model(x, taps=taps)
+  return taps.acts
+
+
+def _acts_grads_logits(model, x, target, layers):
+  shapes = jax.eval_shape(lambda: _activations(model, x, layers))
+
+  def probe(deltas):
+    taps = models.Taps(deltas=deltas)
+    logits = model(x, train=False, taps=taps)[0]
+    return target_score(logits, target), (taps.acts, logits)
+
+  zeros = {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
+  grads, (acts, logits) = jax.grad(probe, has_aux=True)(zeros)
+  return acts, grads, logits
+
+
+def make_cam_fn(graphdef, method: Method, layers: Sequence[str], to_grid: Callable, *,
+                eigen_smooth: bool = False, chunk: int = 32):
+  """Jitted ``(state, images (B,H,W,C), targets (B,)) -> (maps, logits (B,K))``; ``maps`` is a
+  tuple with one raw (B, h, w) map per layer, each at that layer's resolution."""
+  layers = tuple(layers)
+
+  def reduce(weighted):
+    if method.reduces:
+      return weighted
+    return projection_2d(weighted) if eigen_smooth else jnp.sum(weighted, axis=-1)
+
+  def grid(layer, a):
+    return to_grid(layer, a)[0].astype(jnp.float32)
 
   def one(state, image, target):
     model = nnx.merge(graphdef, state)
     x = image[None]
-
-    def probe(delta):
-      taps = models.Taps(deltas={layer: delta})
-      logits = model(x, train=False, taps=taps)[0]
-      return target_score(logits, target), (taps.acts[layer], logits)
-
-    shape = jax.eval_shape(lambda: _activation(model, x, layer))
-    grad, (act, logits) = jax.grad(probe, has_aux=True)(jnp.zeros(shape.shape, shape.dtype))
-    act, grad = to_grid(layer, act)[0], to_grid(layer, grad)[0]
-    return method(act.astype(jnp.float32), grad.astype(jnp.float32)), logits
+    if method.kind == GRADIENT:
+      acts, grads, logits = _acts_grads_logits(model, x, target, layers)
+      maps = [reduce(method.fn(grid(l, acts[l]), grid(l, grads[l]))) for l in layers]
+    else:
+      taps = models.Taps(record=layers)
+      logits = model(x, taps=taps)[0]
+      if method.kind == ACTIVATION:
+        maps = [reduce(method.fn(grid(l, taps.acts[l]))) for l in layers]
+      else:
+        probe = Probe(model, x, target, chunk)
+        maps = [reduce(method.fn(probe, l, taps.acts[l][0], grid(l, taps.acts[l])))
+                for l in layers]
+    return tuple(maps), logits
 
   return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
-
-
-def _activation(model, x, layer):
-  taps = models.Taps(record=[layer])
-  model(x, train=False, taps=taps)
-  return taps.acts[layer]

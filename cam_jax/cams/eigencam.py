@@ -1,0 +1,12 @@
+"""Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): the first principal component of the activations,
+no gradients and no target."""
+
+from cam_jax.cams.base import projection_2d
+
+
+def eigen_cam(act):
+  """The (h, w) projection of one image's (h, w, C) activation on its first principal axis.
+
+  The sign of a principal axis is arbitrary; like pytorch-grad-cam, none is imposed.
+  """
+  return projection_2d(act)
