@@ -18,7 +18,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data = phantom_common.data_config(arg)
   c.data_dir = ''  # default: <workdir>/data
   c.split = 'test'
-  c.cam = ml_collections.ConfigDict({'method': 'gradcam', 'layer': '', 'target': 1})
+  # method: one of cam_jax.cams.METHODS; layer '' = each model's default; target +1 explains
+  # the positive finding; aug_smooth / eigen_smooth as in pytorch-grad-cam.
+  c.cam = ml_collections.ConfigDict({'method': 'gradcam', 'layer': '', 'target': 1,
+                                     'aug_smooth': False, 'eigen_smooth': False})
   c.score = ml_collections.ConfigDict({'batch_size': 64 if arg != 'tiny' else 16,
                                        'n_resamples': 2000, 'seed': 0})
   return c

@@ -25,7 +25,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # ROC-AUC jumps after about 5 epochs), so it trains twice as long.
   c.train_overrides = ml_collections.ConfigDict(
       {'vit_tiny': {'epochs': 2 * c.train.epochs}} if arg != 'large' else {})
-  c.cam = ml_collections.ConfigDict({'method': 'gradcam', 'layer': '', 'target': 1})
+  # method: one of cam_jax.cams.METHODS; layer '' = each model's default; target +1 explains
+  # the positive finding; aug_smooth / eigen_smooth as in pytorch-grad-cam.
+  c.cam = ml_collections.ConfigDict({'method': 'gradcam', 'layer': '', 'target': 1,
+                                     'aug_smooth': False, 'eigen_smooth': False})
   c.score = ml_collections.ConfigDict({
       'batch_size': c.train.eval_batch_size, 'n_resamples': 2000 if arg != 'tiny' else 200,
       'baseline_grid': 8, 'overlay_count': 6, 'seed': 0})

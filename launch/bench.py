@@ -38,7 +38,7 @@ def _batch_cases(name, config, mesh):
   images, masks, targets = sharded['image'], sharded['mask'], sharded['target']
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   forward = step_lib.make_predict(graphdef, mesh)
-  score_step, state, layer = driver.make_score_step(model, 'gradcam', None, (s, s), mesh)
+  score_step, state, layer = driver.make_score_step(model, 'gradcam', None, mesh)
   from cam_jax import cams  # pylint: disable=g-import-not-at-top
   cam_fn, cam_state, _ = cams.cam_function(model)
   group = f'{name} b{b}'

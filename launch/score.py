@@ -24,6 +24,7 @@ def main(argv):
                            os.path.join(workdir, 'data'))
   result = cam_jax.score(config.checkpoint, source, method=config.cam.method,
                          layer=config.cam.layer or None, target=config.cam.target,
+                         aug_smooth=config.cam.aug_smooth, eigen_smooth=config.cam.eigen_smooth,
                          batch_size=config.score.batch_size, n_resamples=config.score.n_resamples,
                          seed=config.score.seed)
   result.records.to_csv(os.path.join(workdir, 'records.csv'), index=False)

@@ -167,3 +167,40 @@ def test_maps_on_8_devices_equal_1_device(setup, method):
   # |.|: an Eigen-CAM axis has no sign; atol on the map's scale for its float32 SVD
   np.testing.assert_allclose(np.abs(eight), np.abs(one), rtol=1e-4,
                              atol=1e-5 * np.abs(one).max())
+
+
+def test_attention_rollout_matches_a_numpy_rollout():
+  model = models.create('vit_tiny', image_size=SIZE, seed=13)
+  images = jax.random.normal(jax.random.key(14), (2, SIZE, SIZE, 1))
+  fn, state, layer = cams.cam_function(model, 'rollout')
+  assert layer == 'attention'
+  got = np.asarray(fn(state, images, jnp.ones(2, jnp.int32))[0])
+  taps = models.Taps(record=model.attention_layers)
+  model(images, taps=taps)
+  for i in range(2):
+    result = np.eye(taps.acts['blocks.0.attn'].shape[-1])
+    for name in model.attention_layers:
+      a = np.asarray(taps.acts[name][i], np.float64).mean(0)
+      a = 0.5 * a + 0.5 * np.eye(len(a))
+      result = (a / a.sum(-1, keepdims=True)) @ result
+    np.testing.assert_allclose(got[i], result[0, 1:].reshape(model.grid, model.grid), rtol=1e-4)
+  with pytest.raises(ValueError, match='reads every attention layer of a ViT'):
+    cams.cam_function(models.create('resnet_tiny', image_size=32), 'rollout')
+
+
+def test_aug_smooth_averages_flipped_and_scaled_maps(setup):
+  model, images, targets, *_ = setup
+  fn, state, _ = cams.cam_function(model, 'gradcam')
+  heat_fn, _, _ = cams.heat_function(model, 'gradcam', aug_smooth=True)
+  got, flags, logits = heat_fn(state, images, targets)
+  maps = []
+  for flip in (False, True):
+    for factor in (0.9, 1.0, 1.1):
+      x = np.asarray(images)[:, :, ::-1] if flip else np.asarray(images)
+      raw, _ = fn(state, jnp.asarray(x * factor), targets)
+      h = np.asarray(cams.postprocess(raw, (SIZE, SIZE))[0])
+      maps.append(h[:, :, ::-1] if flip else h)
+  np.testing.assert_allclose(got, np.mean(maps, axis=0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(logits, model(images), rtol=1e-5)
+  plain, _, _ = cams.heat_function(model, 'gradcam')[0](state, images, targets)
+  assert not np.allclose(got, plain)

@@ -1,15 +1,18 @@
 """The CAM family by name: ``cam_function`` builds one jitted, vmapped function per method and
-layer set; ``postprocess`` turns its raw maps into heat maps on device."""
+layer set; ``postprocess`` turns its raw maps into heat maps on device; ``heat_function`` does
+both in one jitted call, optionally with test-time augmentation (``aug_smooth``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from cam_jax import models
-from cam_jax.cams import eigencam, gradcam, perturbation
-from cam_jax.cams.base import (ACTIVATION, GRADIENT, PERTURBATION, PREDICTED, Method,
+from cam_jax.cams import eigencam, gradcam, perturbation, rollout
+from cam_jax.cams.base import (ACTIVATION, ATTENTION, GRADIENT, PERTURBATION, PREDICTED, Method,
                                make_cam_fn, projection_2d, target_score)
 from cam_jax.cams.postprocess import postprocess
 
@@ -23,6 +26,7 @@ METHODS = {
     'eigencam': Method(eigencam.eigen_cam, ACTIVATION, reduces=True),
     'scorecam': Method(perturbation.score_cam, PERTURBATION),
     'ablationcam': Method(perturbation.ablation_cam, PERTURBATION),
+    'rollout': Method(rollout.attention_rollout, ATTENTION, reduces=True),
 }
 
 
@@ -38,6 +42,13 @@ def cam_function(model: nnx.Module, method: str = 'gradcam',
   """
   if method not in METHODS:
     raise ValueError(f'unknown CAM method {method!r}; choose one of: {", ".join(sorted(METHODS))}')
+  if METHODS[method].kind == ATTENTION:
+    if not hasattr(model, 'attention_layers') or layer is not None:
+      raise ValueError(f'{method!r} reads every attention layer of a ViT: give no layer '
+                       f'(got {type(model).__name__}, layer {layer!r})')
+    graphdef, state = nnx.split(model)
+    fn = make_cam_fn(graphdef, METHODS[method], model.attention_layers, model.to_grid)
+    return lambda st, images, targets: _first(fn(st, images, targets)), state, 'attention'
   single = layer is None or isinstance(layer, str)
   layers = [models.resolve_layer(model, l) for l in ([layer] if single else layer)]
   if not layers:
@@ -46,12 +57,46 @@ def cam_function(model: nnx.Module, method: str = 'gradcam',
   fn = make_cam_fn(graphdef, METHODS[method], layers, model.to_grid, eigen_smooth=eigen_smooth,
                    chunk=chunk)
   if single:
-    def one_layer(state, images, targets):
-      maps, logits = fn(state, images, targets)
-      return maps[0], logits
-    return one_layer, state, layers[0]
+    return lambda st, images, targets: _first(fn(st, images, targets)), state, layers[0]
   return fn, state, tuple(layers)
 
 
-__all__ = ['ACTIVATION', 'GRADIENT', 'METHODS', 'Method', 'PERTURBATION', 'PREDICTED',
-           'cam_function', 'make_cam_fn', 'postprocess', 'projection_2d', 'target_score']
+TTA_FACTORS = (0.9, 1.0, 1.1)
+
+
+def heat_function(model: nnx.Module, method: str = 'gradcam',
+                  layer: str | Sequence[str] | None = None, *, aug_smooth: bool = False,
+                  eigen_smooth: bool = False, chunk: int = 32):
+  """(jitted ``fn(state, images, targets) -> (heat (B,H,W), flags (B,), logits)``, state, layer).
+
+  ``aug_smooth`` averages the heat maps of the image, its horizontal flip, and both scaled by
+  0.9, 1 and 1.1, each flipped back (pytorch-grad-cam's ``aug_smooth``, its ttach transforms);
+  ``logits`` are those of the unaugmented images.
+  """
+  fn, state, layer = cam_function(model, method, layer, eigen_smooth=eigen_smooth, chunk=chunk)
+
+  def heat(state, images, targets):
+    hw = images.shape[1:3]
+    raw, logits = fn(state, images, targets)
+    maps, flags = postprocess(raw, hw)
+    if not aug_smooth:
+      return maps, flags, logits
+    total = jnp.zeros_like(maps)
+    for flip in (False, True):
+      for factor in TTA_FACTORS:
+        x = (images[:, :, ::-1] if flip else images) * factor
+        h, f = postprocess(fn(state, x, targets)[0], hw)
+        total, flags = total + (h[:, :, ::-1] if flip else h), flags | f
+    return total / (2 * len(TTA_FACTORS)), flags, logits
+
+  return jax.jit(heat), state, layer
+
+
+def _first(out):
+  maps, logits = out
+  return maps[0], logits
+
+
+__all__ = ['ACTIVATION', 'ATTENTION', 'GRADIENT', 'METHODS', 'Method', 'PERTURBATION', 'PREDICTED',
+           'TTA_FACTORS', 'cam_function', 'heat_function', 'make_cam_fn', 'postprocess',
+           'projection_2d', 'target_score']

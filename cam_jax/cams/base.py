@@ -23,7 +23,7 @@ from cam_jax import models
 PREDICTED = 0
 """Target value meaning "explain the predicted sign" for one-logit heads (0 is not a sign)."""
 
-GRADIENT, ACTIVATION, PERTURBATION = 'gradient', 'activation', 'perturbation'
+GRADIENT, ACTIVATION, PERTURBATION, ATTENTION = 'gradient', 'activation', 'perturbation', 'attention'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,9 @@ class Method:
 
   ``kind`` says what ``fn`` takes: GRADIENT ``fn(act, grad)``, ACTIVATION ``fn(act)``,
   PERTURBATION ``fn(probe, layer, native, act)`` (a ``Probe`` scores modified inputs or
-  activations; ``native`` is the layer output in the model's own layout, without batch axis).
+  activations; ``native`` is the layer output in the model's own layout, without batch axis),
+  ATTENTION ``fn(attentions)`` over every block's attention weights (the layers are then the
+  model's ``attention_layers``), returning a score per token.
   ``fn`` returns the weighted activation (h, w, C), or a map (h, w) when ``reduces`` is True.
   """
   fn: Callable
@@ -134,6 +136,11 @@ def make_cam_fn(graphdef, method: Method, layers: Sequence[str], to_grid: Callab
   def one(state, image, target):
     model = nnx.merge(graphdef, state)
     x = image[None]
+    if method.kind == ATTENTION:
+      taps = models.Taps(record=layers)
+      logits = model(x, taps=taps)[0]
+      tokens = method.fn([taps.acts[l][0] for l in layers])
+      return (to_grid(layers[-1], tokens[None, :, None])[0, ..., 0],), logits
     if method.kind == GRADIENT:
       acts, grads, logits = _acts_grads_logits(model, x, target, layers)
       maps = [reduce(method.fn(grid(l, acts[l]), grid(l, grads[l]))) for l in layers]

@@ -22,12 +22,13 @@ class Attention(nnx.Module):
     self.qkv = nnx.Linear(dim, 3 * dim, dtype=dtype, rngs=rngs)
     self.proj = nnx.Linear(dim, dim, dtype=dtype, rngs=rngs)
 
-  def __call__(self, x):
+  def __call__(self, x, name: str = 'attn', taps: Taps = NO_TAPS):
     b, n, d = x.shape
     qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) / jnp.sqrt(d // self.heads).astype(x.dtype)
     weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(x.dtype)
+    weights = taps(name, weights)  # (B, heads, N, N): what attention rollout reads
     out = jnp.einsum('bhqk,bkhd->bqhd', weights, v).reshape(b, n, d)
     return self.proj(out)
 
@@ -51,7 +52,7 @@ class Block(nnx.Module):
     self.mlp = Mlp(dim, int(dim * mlp_ratio), rngs=rngs, dtype=dtype)
 
   def __call__(self, x, name: str, taps: Taps):
-    x = x + self.attn(taps(f'{name}.norm1', self.norm1(x)))
+    x = x + self.attn(taps(f'{name}.norm1', self.norm1(x)), f'{name}.attn', taps)
     return x + self.mlp(self.norm2(x))
 
 
@@ -110,6 +111,7 @@ class ViT(nnx.Module):
     self.head = nnx.Linear(dim, num_classes, dtype=dtype, rngs=rngs)
     self.cam_layers = tuple(f'blocks.{i}{s}' for i in range(depth) for s in ('.norm1', ''))
     self.default_cam_layer = f'blocks.{depth - 1}.norm1'
+    self.attention_layers = tuple(f'blocks.{i}.attn' for i in range(depth))
 
   def __call__(self, x, *, train: bool = False, taps: Taps = NO_TAPS):
     x = self.patch_embed(x, train)

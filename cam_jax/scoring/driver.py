@@ -36,13 +36,13 @@ def _fused_metrics(heat, masks, flags):
   return out
 
 
-def make_score_step(model: nnx.Module, method: str, layer: str | None, image_hw, mesh):
-  """(jitted ``step(state, images, masks, targets) -> per-image dict``, state, layer)."""
-  cam_fn, state, layer = cams.cam_function(model, method, layer)
+def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, **cam_options):
+  """(jitted ``step(state, images, masks, targets) -> per-image dict``, state, layer);
+  ``cam_options`` go to ``cams.heat_function`` (aug_smooth, eigen_smooth, chunk)."""
+  heat_fn, state, layer = cams.heat_function(model, method, layer, **cam_options)
 
   def step(state, images, masks, targets):
-    raw, logits = cam_fn(state, images, targets)
-    heat, flags = cams.postprocess(raw, image_hw)
+    heat, flags, logits = heat_fn(state, images, targets)
     return {**_fused_metrics(heat, masks, flags), 'prob': positive_probability(logits)}
 
   rep, dat = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
@@ -78,30 +78,28 @@ def _stream(batches: Iterable[dict], device_fn: Callable, mesh, progress: bool, 
 
 def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
           target: int = 1, batch_size: int = 64, mesh=None, progress: bool = True,
-          n_resamples: int = 2000, seed: int = 0) -> ScoreResult:
+          n_resamples: int = 2000, seed: int = 0, **cam_options) -> ScoreResult:
   """Scores ``method`` heat maps of ``model`` against the lesion masks of ``dataset``.
 
   ``model``: an ``nnx.Module`` with weights or a checkpoint directory. ``dataset``: a
   random-access source of records (``image`` uint8, ``mask``, ``label``, ``id``) or an iterable
   of batches shaped like ``cam_jax.data.eval_batches``. ``target``: the explained sign or class
   for every image (``cams.PREDICTED`` for the prediction). Images without a lesion get
-  classification numbers only.
+  classification numbers only. ``cam_options``: ``aug_smooth``, ``eigen_smooth``, ``chunk``
+  (see ``cams.heat_function``).
   """
   if isinstance(model, str):
     model, _ = checkpoint.load(model)
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_size(batch_size, mesh)
   batches = _batches(dataset, batch_size)
-  built = {}  # the step is built on the first batch, once the image size is known
+  fn, state, _ = make_score_step(model, method, layer, mesh, **cam_options)
 
   def device_fn(i, images, masks):
     del i
-    if not built:
-      built['fn'], built['state'], _ = make_score_step(model, method, layer, images.shape[1:3],
-                                                       mesh)
     targets = jax.device_put(jnp.full((images.shape[0],), target, jnp.int32),
                              mesh_lib.data_sharded(mesh))
-    return built['fn'](built['state'], images, masks, targets)
+    return fn(state, images, masks, targets)
 
   records = _stream(batches, device_fn, mesh, progress, desc=f'score {method}')
   return ScoreResult(records, summary_lib.summarise(records, n_resamples=n_resamples, seed=seed))

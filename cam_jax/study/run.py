@@ -80,9 +80,11 @@ def _overlays(workdir, trained, test_src, config, mesh):
   images = np.stack([data.normalise(r['image']) for r in recs])
   heatmaps = {}
   for name, model in trained.items():
-    fn, state, _ = cams.cam_function(model, config.cam.method, config.cam.layer or None)
-    raw, _ = fn(state, jnp.asarray(images), jnp.full((len(picks),), config.cam.target))
-    heatmaps[name] = np.asarray(cams.postprocess(raw, images.shape[1:3])[0])
+    fn, state, _ = cams.heat_function(model, config.cam.method, config.cam.layer or None,
+                                      aug_smooth=config.cam.aug_smooth,
+                                      eigen_smooth=config.cam.eigen_smooth)
+    heatmaps[name] = np.asarray(fn(state, jnp.asarray(images),
+                                   jnp.full((len(picks),), config.cam.target))[0])
   report.figures.overlay_grid(data.denormalise(images)[..., 0],
                               np.stack([r['mask'] for r in recs]), heatmaps,
                               [str(r['id'], 'utf-8') if isinstance(r['id'], bytes) else str(r['id'])
@@ -112,7 +114,8 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
       records = summary.read_records(path)
     else:
       records = driver.score(model, test_src, method=config.cam.method, layer=layer,
-                             target=config.cam.target, **score_kw).records
+                             target=config.cam.target, aug_smooth=config.cam.aug_smooth,
+                             eigen_smooth=config.cam.eigen_smooth, **score_kw).records
       records.insert(0, 'model', name)
       records.insert(1, 'layer', layer)
       records.to_csv(path, index=False)
