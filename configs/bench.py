@@ -15,6 +15,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.suite = 'cams'
   c.models = 'vgg_tiny,resnet_tiny,vit_tiny'
+  # CAM methods timed beside Grad-CAM (rollout only where the model is a ViT)
+  c.methods = ('hirescam,gradcam++,xgradcam,layercam,gradcam_elementwise,eigencam,scorecam,'
+               'ablationcam,rollout')
   c.image_size = 128 if arg != 'tiny' else 32
   c.batch_size = 64 if arg != 'tiny' else 8
   c.repeats = 5 if arg != 'tiny' else 2

@@ -8,6 +8,7 @@ jitted cam_jax forward beside the same architecture and weights in torch (eager,
 Writes ``bench.csv`` and ``bench.md`` into the workdir.
 """
 
+import functools
 import os
 
 import jax
@@ -18,7 +19,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 import cam_jax
-from cam_jax import bench, data, models
+from cam_jax import bench, cams, data, models
 from cam_jax.scoring import driver
 from cam_jax.train import loop, mesh as mesh_lib, step as step_lib
 from launch import common
@@ -39,15 +40,17 @@ def _batch_cases(name, config, mesh):
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   forward = step_lib.make_predict(graphdef, mesh)
   score_step, state, layer = driver.make_score_step(model, 'gradcam', None, mesh)
-  from cam_jax import cams  # pylint: disable=g-import-not-at-top
-  cam_fn, cam_state, _ = cams.cam_function(model)
   group = f'{name} b{b}'
-  return [
-      bench.Case('forward', lambda: forward(params, rest, images), b, group, reference=True),
-      bench.Case(f'grad-cam raw ({layer})', lambda: cam_fn(cam_state, images, targets), b, group),
-      bench.Case('grad-cam + postprocess + metrics',
-                 lambda: score_step(state, images, masks, targets), b, group),
-  ]
+  cases = [bench.Case('forward', lambda: forward(params, rest, images), b, group, reference=True)]
+  for method in ['gradcam'] + [m.strip() for m in config.methods.split(',') if m.strip()]:
+    if method == 'rollout' and not hasattr(model, 'attention_layers'):
+      continue
+    fn, cam_state, cam_layer = cams.cam_function(model, method)
+    cases.append(bench.Case(f'{method} raw ({cam_layer})',
+                            functools.partial(fn, cam_state, images, targets), b, group))
+  cases.append(bench.Case('gradcam + postprocess + metrics',
+                          lambda: score_step(state, images, masks, targets), b, group))
+  return cases
 
 
 def _dataset_cases(name, config, source, mesh):

@@ -37,7 +37,8 @@ def test_bench_entry_point_writes_its_table(tmp_path):
                   f'--workdir={tmp_path}', '--config.models=resnet_tiny'], cwd=root, check=True,
                  capture_output=True, env={**os.environ, 'XLA_FLAGS': ''}, timeout=300)
   text = open(tmp_path / 'bench.md').read()
-  for case in ('forward', 'grad-cam raw (layer4)', 'grad-cam + postprocess + metrics',
+  for case in ('forward', 'gradcam raw (layer4)', 'scorecam raw (layer4)',
+               'gradcam + postprocess + metrics',
                'forward (streamed)', 'cam_jax.score (streamed)'):
     assert f'| {case} |' in text
 
