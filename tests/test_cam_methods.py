@@ -148,8 +148,14 @@ def test_several_layers_aggregate_like_pytorch_grad_cam(setup):
   assert layers == ('layer3', 'layer4')
   raws, _ = fn(state, images, targets)
   heat, _ = cams.postprocess(raws, (SIZE, SIZE))
-  per_layer = [np.asarray(cams.postprocess(r, (SIZE, SIZE))[0]) for r in raws]
-  mean = np.mean(per_layer, axis=0)
+
+  def one_layer(r):  # ReLU, min-max, resize: pytorch-grad-cam's compute_cam_per_layer
+    r = np.maximum(np.asarray(r), 0)
+    r = r - r.min(axis=(1, 2), keepdims=True)
+    r = r / (1e-7 + r.max(axis=(1, 2), keepdims=True))
+    return np.asarray(jax.image.resize(r, (r.shape[0], SIZE, SIZE), 'linear'))
+
+  mean = np.mean([one_layer(r) for r in raws], axis=0)
   mean = mean - mean.min(axis=(1, 2), keepdims=True)
   mean = mean / (1e-7 + mean.max(axis=(1, 2), keepdims=True))
   np.testing.assert_allclose(heat, mean, rtol=1e-5, atol=1e-6)

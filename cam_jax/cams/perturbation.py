@@ -32,8 +32,11 @@ def score_cam(probe, layer, native, act):
 
 def ablation_cam(probe, layer, native, act):
   """Ablation-CAM (Desai & Ramaswamy, WACV 2020): weight = relative drop of the target score
-  when the channel is ablated (set to 0, or to min - 1e7 where activations can be negative,
-  as pytorch-grad-cam does)."""
+  when the channel is ablated (set to 0, or to min - 1e7 where activations can be negative).
+
+  pytorch-grad-cam re-reads the minimum after each ablated row, so its i-th row in a batch gets
+  min - (i+1) * 1e7; here every channel gets the same value. Both agree where the minimum is 0
+  (post-ReLU layers)."""
   value = jnp.where(jnp.min(native) == 0, 0.0, jnp.min(native) - ABLATION_OFFSET)
   channel = jnp.arange(native.shape[-1])
   ablated = probe.score_activations(

@@ -1,10 +1,10 @@
 """On-device postprocess of raw CAMs, in pytorch-grad-cam's order by default.
 
-ReLU, per-image min-max (``(x - min) / (1e-7 + max(x - min))``), then bilinear resize to the
-image size (half-pixel centres, edge-clamped, as OpenCV's ``INTER_LINEAR``). Several layers'
-maps are each postprocessed, averaged and min-maxed again (pytorch-grad-cam's
-``aggregate_multi_layers``). Non-finite maps are replaced by zeros and flagged, never passed on
-as NaN.
+Per layer: ReLU, per-image min-max (``(x - min) / (1e-7 + max(x - min))``), bilinear resize to
+the image size (half-pixel centres, edge-clamped, as OpenCV's ``INTER_LINEAR``). Then the
+layers' maps (one or several) are averaged and min-maxed again at the image size, as
+pytorch-grad-cam's ``aggregate_multi_layers`` does even for one layer: the resize moves the
+extremes off 0 and 1. Non-finite maps are replaced by zeros and flagged, never passed on as NaN.
 """
 
 from __future__ import annotations
@@ -24,12 +24,18 @@ def _min_max(cams):
 
 def postprocess(raw: jax.Array | Sequence[jax.Array], image_hw: tuple[int, int], *,
                 relu: bool = True, normalise: bool = True) -> tuple[jax.Array, jax.Array]:
-  """Raw maps (B, h, w), or a sequence of them (one per layer) -> (heat (B, H, W), flags (B,))."""
-  if not isinstance(raw, jax.Array) and isinstance(raw, Sequence):
-    parts = [postprocess(r, image_hw, relu=relu, normalise=normalise) for r in raw]
-    heat = jnp.mean(jnp.stack([h for h, _ in parts]), axis=0)
-    flags = jnp.bitwise_or.reduce(jnp.stack([f for _, f in parts]), axis=0)
-    return (_min_max(heat) if normalise else heat), flags
+  """Raw maps (B, h, w), or a sequence of them (one per layer) -> (heat (B, H, W), flags (B,)).
+
+  ``relu=False, normalise=False`` gives the raw maps resized to the image, unnormalised.
+  """
+  raws = [raw] if isinstance(raw, jax.Array) or not isinstance(raw, Sequence) else list(raw)
+  parts = [_one_layer(r, image_hw, relu, normalise) for r in raws]
+  heat = jnp.mean(jnp.stack([h for h, _ in parts]), axis=0)
+  flags = jnp.bitwise_or.reduce(jnp.stack([f for _, f in parts]), axis=0)
+  return (_min_max(heat) if normalise else heat), flags
+
+
+def _one_layer(raw, image_hw, relu, normalise):
   finite = jnp.all(jnp.isfinite(raw), axis=(1, 2))
   cams = jnp.where(finite[:, None, None], raw, 0.0)
   if relu:
