@@ -5,6 +5,8 @@ scoring step (Grad-CAM, postprocess and every localisation metric) on one device
 then whole-data-set throughput of ``cam_jax.score`` streaming the phantom test split against
 forward-only over the same stream. Suite ``zoo`` (``configs/bench_zoo.py``), per model: the
 jitted cam_jax forward beside the same architecture and weights in torch (eager, no grad).
+Suite ``cams_vs_torch`` (``configs/bench_cams_torch.py``), per model and method: cam_jax heat
+maps (CAM and postprocess in one jitted call) beside pytorch-grad-cam on the same weights.
 Writes ``bench.csv`` and ``bench.md`` into the workdir.
 """
 
@@ -95,6 +97,54 @@ def _zoo_cases(name, config):
                      b, group)]
 
 
+def _torch_module(ref, layer: str):
+  """The submodule of a torch reference at a cam_jax layer name ('layer4', 'blocks.11.norm1')."""
+  module = ref
+  for part in layer.split('.'):
+    module = module[int(part)] if part.isdigit() else getattr(module, part)
+  return module
+
+
+def _cams_vs_torch_cases(name, config):
+  """cam_jax heat maps (CAM + postprocess, jit) beside pytorch-grad-cam on the same weights."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from cam_jax.cams import pytorch_grad_cam_import  # pylint: disable=g-import-not-at-top
+  from cam_jax.models import torch_reference, weights  # pylint: disable=g-import-not-at-top
+  pgc = pytorch_grad_cam_import.import_pytorch_grad_cam()
+  from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # pylint: disable=g-import-not-at-top
+  b, s = config.batch_size, config.image_size
+  torch.manual_seed(0)
+  ref = torch_reference.build(name, image_size=s).eval()
+  model = weights.load_state_dict(
+      models.create(name, num_classes=1000, in_channels=3, image_size=s), ref.state_dict()).model
+  x = np.random.default_rng(0).normal(size=(b, 3, s, s)).astype(np.float32)
+  xt, xj = torch.from_numpy(x), jnp.asarray(x.transpose(0, 2, 3, 1))
+  classes = np.arange(b) % 1000
+  targets = jnp.asarray(classes, jnp.int32)
+  layer = models.default_cam_layer(model)
+  reshape = None
+  if hasattr(model, 'grid'):
+    g = model.grid
+    reshape = lambda t: t[:, 1:, :].reshape(t.shape[0], g, g, t.shape[-1]).permute(0, 3, 1, 2)
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(lambda st, images: nnx.merge(graphdef, st)(images))
+  group = f'{name} {s}px b{b}'
+  cases = [bench.Case('cam_jax forward (jit)', lambda: forward(state, xj), b, group,
+                      reference=True)]
+  torch_classes = {'gradcam': 'GradCAM', 'hirescam': 'HiResCAM', 'gradcam++': 'GradCAMPlusPlus',
+                   'xgradcam': 'XGradCAM', 'layercam': 'LayerCAM', 'eigencam': 'EigenCAM'}
+  for method in [m.strip() for m in config.methods.split(',') if m.strip()]:
+    heat_fn, heat_state, _ = cams.heat_function(model, method, layer)
+    cam = getattr(pgc, torch_classes[method])(model=ref, target_layers=[_torch_module(ref, layer)],
+                                              reshape_transform=reshape)
+    torch_targets = [ClassifierOutputTarget(int(c)) for c in classes]
+    cases += [bench.Case(f'cam_jax {method} heat maps',
+                         functools.partial(heat_fn, heat_state, xj, targets), b, group),
+              bench.Case(f'pytorch-grad-cam {method}',
+                         functools.partial(cam, input_tensor=xt, targets=torch_targets), b, group)]
+  return cases
+
+
 def main(argv):
   del argv
   config, workdir = _CONFIG.value, _WORKDIR.value
@@ -104,6 +154,9 @@ def main(argv):
   if config.suite == 'zoo':
     for name in names:
       cases += _zoo_cases(name, config)
+  elif config.suite == 'cams_vs_torch':
+    for name in names:
+      cases += _cams_vs_torch_cases(name, config)
   elif config.suite == 'cams':
     mesh = mesh_lib.make_mesh()
     source = data.open_split(config.data, 'test',
@@ -111,7 +164,8 @@ def main(argv):
     for name in names:
       cases += _batch_cases(name, config, mesh) + _dataset_cases(name, config, source, mesh)
   else:
-    raise ValueError(f'unknown bench suite {config.suite!r}; choose one of: cams, zoo')
+    raise ValueError(f'unknown bench suite {config.suite!r}; choose one of: cams, zoo, '
+                     'cams_vs_torch')
   common.log(f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}')
   table = bench.run(cases, repeats=config.repeats, log=common.log)
   table.to_csv(os.path.join(workdir, 'bench.csv'), index=False)

@@ -53,3 +53,20 @@ def test_zoo_suite_times_cam_jax_beside_torch(tmp_path):
   text = open(tmp_path / 'bench.md').read()
   assert '| resnet18 64px b2 | cam_jax forward (jit) |' in text and 'torch forward (eager' in text
   assert 'resnet18: max |cam_jax - torch| / max |torch| =' in proc.stdout
+
+
+def test_cams_vs_torch_suite_times_pytorch_grad_cam_beside_cam_jax(tmp_path):
+  import pytest  # pylint: disable=g-import-not-at-top
+  from cam_jax.cams import pytorch_grad_cam_import  # pylint: disable=g-import-not-at-top
+  pytest.importorskip('torch')
+  try:
+    pytorch_grad_cam_import.import_pytorch_grad_cam()
+  except ImportError as e:
+    pytest.skip(f'pytorch-grad-cam is not installed ({e})')
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  subprocess.run([sys.executable, '-m', 'launch.bench', '--config=configs/bench_cams_torch.py:tiny',
+                  f'--workdir={tmp_path}'], cwd=root, check=True, capture_output=True,
+                 env={**os.environ, 'XLA_FLAGS': ''}, timeout=300)
+  text = open(tmp_path / 'bench.md').read()
+  for case in ('cam_jax forward (jit)', 'cam_jax gradcam heat maps', 'pytorch-grad-cam gradcam'):
+    assert f'| resnet18 64px b2 | {case} |' in text

@@ -26,7 +26,7 @@ come with cam_jax). This module is skipped when pytorch-grad-cam (or one of thos
 
 torchvision stand-in: pytorch_grad_cam imports torchvision when imported (``torchvision.transforms``
 ``Compose``/``Normalize``/``ToTensor`` and ``torchvision.ops``, none of which these tests call).
-Where ``import torchvision`` fails, ``tests/gradcam_standin.py`` puts a minimal stand-in
+Where ``import torchvision`` fails, ``cam_jax/cams/pytorch_grad_cam_import.py`` puts a minimal stand-in
 ``torchvision`` package (those names, each raising NotImplementedError when called) into
 ``sys.modules`` BEFORE importing pytorch_grad_cam, and removes it right after that import; where
 torchvision imports, it is used as is.
@@ -47,10 +47,10 @@ torch = pytest.importorskip('torch')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from cam_jax.models.torch_reference import TorchBasicBlock, TorchResNet, TorchVGG, TorchViT
 
-from tests import gradcam_standin
+from cam_jax.cams import pytorch_grad_cam_import
 
 try:
-  pgc = gradcam_standin.import_pytorch_grad_cam()
+  pgc = pytorch_grad_cam_import.import_pytorch_grad_cam()
 except ImportError as err:
   pytest.skip(f'pytorch-grad-cam not importable ({err}); install it with '
               '`pip install --no-deps grad-cam==1.5.5` beside the test extra',

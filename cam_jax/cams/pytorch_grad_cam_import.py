@@ -9,10 +9,10 @@ never calls:
   used only by ``FasterRCNNBoxScoreTarget``).
 
 PyPI's torchvision wheels are built against one torch release each and do not import beside the
-torch this project pins, so the tests install pytorch-grad-cam with ``--no-deps`` and no
+torch this project pins, so the test command installs pytorch-grad-cam with ``--no-deps`` and no
 torchvision. ``import_pytorch_grad_cam`` then puts a stand-in ``torchvision`` package (with
 ``transforms`` and ``ops`` submodules holding those four names) into ``sys.modules`` for the
-duration of that one import only, and takes it out again, so nothing else in the test process
+duration of that one import only, and takes it out again, so nothing else in the process
 sees a torchvision. Every stand-in name raises ``NotImplementedError`` when called. Where a real
 torchvision imports, it is used and nothing is stood in.
 """
@@ -30,14 +30,14 @@ _NAMES = ('torchvision', 'torchvision.transforms', 'torchvision.ops')
 def _unavailable(name: str):
   def call(*args, **kwargs):
     raise NotImplementedError(
-        f'{name} is part of the torchvision stand-in of tests/gradcam_standin.py (torchvision '
-        'is not installed); the parity tests never call it')
+        f'{name} is part of the torchvision stand-in of cam_jax/cams/pytorch_grad_cam_import.py (torchvision '
+        'is not installed); cam_jax never calls it')
   call.__name__ = call.__qualname__ = name.rsplit('.', 1)[-1]
   return call
 
 
 def _module(name: str, attrs=()) -> types.ModuleType:
-  module = types.ModuleType(name, f'Stand-in for {name} (tests/gradcam_standin.py).')
+  module = types.ModuleType(name, f'Stand-in for {name} (cam_jax/cams/pytorch_grad_cam_import.py).')
   module.__spec__ = importlib.machinery.ModuleSpec(name, loader=None, is_package=True)
   module.__path__ = []
   for attr in attrs:
