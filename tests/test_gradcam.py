@@ -123,8 +123,10 @@ def _bilinear_reference(img, out_h, out_w):
 
 def test_postprocess_matches_pytorch_grad_cam_order():
   raw = np.random.default_rng(0).normal(size=(3, 4, 5)).astype(np.float32)
-  raw[2] = -1.0  # all negative: ReLU gives a zero map
+  raw[2] = -1.0  # all negative: ReLU gives a zero map, flagged constant
   heat, flags = cams.postprocess(jnp.asarray(raw), (16, 20))
+  assert list(np.asarray(flags)) == [0, 0, 2]
+  np.testing.assert_array_equal(heat[2], 0.0)
   for i in range(3):
     cam = np.maximum(raw[i], 0)
     cam = cam - cam.min()
@@ -133,15 +135,14 @@ def test_postprocess_matches_pytorch_grad_cam_order():
     cam = cam - cam.min()  # pytorch-grad-cam min-maxes again after the resize
     cam = cam / (1e-7 + cam.max())
     np.testing.assert_allclose(heat[i], cam, atol=1e-6)
-  assert not np.asarray(flags).any()
 
 
 def test_postprocess_flags_nonfinite_maps_and_never_returns_nan():
-  raw = np.ones((2, 4, 4), np.float32)
+  raw = np.arange(32, dtype=np.float32).reshape(2, 4, 4)
   raw[1, 0, 0] = np.nan
   heat, flags = cams.postprocess(jnp.asarray(raw), (8, 8))
   assert np.isfinite(np.asarray(heat)).all()
-  assert list(np.asarray(flags)) == [0, 4]
+  assert list(np.asarray(flags)) == [0, 4 | 2]  # replaced by zeros: also constant
   np.testing.assert_array_equal(heat[1], 0.0)
 
 

@@ -24,6 +24,7 @@ METHODS = {
     'gradcam++': Method(gradcam.grad_cam_plus_plus),
     'layercam': Method(gradcam.layer_cam),
     'eigencam': Method(eigencam.eigen_cam, ACTIVATION, reduces=True),
+    'eigengradcam': Method(eigencam.eigen_grad_cam, reduces=True),
     'scorecam': Method(perturbation.score_cam, PERTURBATION),
     'ablationcam': Method(perturbation.ablation_cam, PERTURBATION),
     'rollout': Method(rollout.attention_rollout, ATTENTION, reduces=True),

@@ -3,9 +3,9 @@
 A method (see ``Method``) maps one image's layer output, laid out as a grid ``(h, w, C)``, to a
 weighted activation ``(h, w, C)``; the CAM is its channel sum or, with ``eigen_smooth``, its first
 principal component (pytorch-grad-cam's convention). ``make_cam_fn`` turns a method into one
-jitted function of a whole batch, ``jax.vmap`` over images. Gradients are taken only with respect
-to a zero perturbation added at each layer (see ``cam_jax.models.Taps``): no parameter
-gradients. Perturbation methods run their extra forward passes in chunks of channels, so memory
+jitted function of a whole batch, the method ``jax.vmap`` over images. Gradients are taken only
+with respect to a zero perturbation added at each layer (see ``cam_jax.models.Taps``): no
+parameter gradients. Perturbation methods run their extra forward passes in chunks of channels, so memory
 is bounded by ``chunk`` forward passes per image.
 """
 
@@ -106,13 +106,18 @@ def _activations(model, x, layers):
   return taps.acts
 
 
-def _acts_grads_logits(model, x, target, layers):
-  shapes = jax.eval_shape(lambda: _activations(model, x, layers))
+def _acts_grads_logits(model, images, targets, layers):
+  """Activations, their gradients and the logits for a whole batch in one forward/backward.
+
+  In eval mode images do not interact, so the gradient of the summed per-image target scores
+  with respect to an image's activation is that image's own gradient.
+  """
+  shapes = jax.eval_shape(lambda: _activations(model, images, layers))
 
   def probe(deltas):
     taps = models.Taps(deltas=deltas)
-    logits = model(x, train=False, taps=taps)[0]
-    return target_score(logits, target), (taps.acts, logits)
+    logits = model(images, train=False, taps=taps)
+    return jnp.sum(jax.vmap(target_score)(logits, targets)), (taps.acts, logits)
 
   zeros = {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
   grads, (acts, logits) = jax.grad(probe, has_aux=True)(zeros)
@@ -122,7 +127,12 @@ def _acts_grads_logits(model, x, target, layers):
 def make_cam_fn(graphdef, method: Method, layers: Sequence[str], to_grid: Callable, *,
                 eigen_smooth: bool = False, chunk: int = 32):
   """Jitted ``(state, images (B,H,W,C), targets (B,)) -> (maps, logits (B,K))``; ``maps`` is a
-  tuple with one raw (B, h, w) map per layer, each at that layer's resolution."""
+  tuple with one raw (B, h, w) map per layer, each at that layer's resolution.
+
+  The method runs ``jax.vmap`` over images. The forward and backward passes it reads run on the
+  whole batch (see ``_acts_grads_logits``), except for perturbation methods, whose probe passes
+  are per image.
+  """
   layers = tuple(layers)
 
   def reduce(weighted):
@@ -131,28 +141,32 @@ def make_cam_fn(graphdef, method: Method, layers: Sequence[str], to_grid: Callab
     return projection_2d(weighted) if eigen_smooth else jnp.sum(weighted, axis=-1)
 
   def grid(layer, a):
-    return to_grid(layer, a)[0].astype(jnp.float32)
+    return to_grid(layer, a).astype(jnp.float32)
 
-  def one(state, image, target):
+  def perturbed(state, image, target):
     model = nnx.merge(graphdef, state)
     x = image[None]
-    if method.kind == ATTENTION:
-      taps = models.Taps(record=layers)
-      logits = model(x, taps=taps)[0]
-      tokens = method.fn([taps.acts[l][0] for l in layers])
-      return (to_grid(layers[-1], tokens[None, :, None])[0, ..., 0],), logits
-    if method.kind == GRADIENT:
-      acts, grads, logits = _acts_grads_logits(model, x, target, layers)
-      maps = [reduce(method.fn(grid(l, acts[l]), grid(l, grads[l]))) for l in layers]
-    else:
-      taps = models.Taps(record=layers)
-      logits = model(x, taps=taps)[0]
-      if method.kind == ACTIVATION:
-        maps = [reduce(method.fn(grid(l, taps.acts[l]))) for l in layers]
-      else:
-        probe = Probe(model, x, target, chunk)
-        maps = [reduce(method.fn(probe, l, taps.acts[l][0], grid(l, taps.acts[l])))
-                for l in layers]
-    return tuple(maps), logits
+    taps = models.Taps(record=layers)
+    logits = model(x, taps=taps)[0]
+    probe = Probe(model, x, target, chunk)
+    return tuple(reduce(method.fn(probe, l, taps.acts[l][0], grid(l, taps.acts[l])[0]))
+                 for l in layers), logits
 
-  return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+  def batch(state, images, targets):
+    if method.kind == PERTURBATION:
+      return jax.vmap(perturbed, in_axes=(None, 0, 0))(state, images, targets)
+    model = nnx.merge(graphdef, state)
+    if method.kind == GRADIENT:
+      acts, grads, logits = _acts_grads_logits(model, images, targets, layers)
+      return tuple(jax.vmap(lambda a, g: reduce(method.fn(a, g)))(grid(l, acts[l]),
+                                                                  grid(l, grads[l]))
+                   for l in layers), logits
+    taps = models.Taps(record=layers)
+    logits = model(images, taps=taps)
+    if method.kind == ATTENTION:
+      tokens = jax.vmap(lambda *a: method.fn(list(a)))(*[taps.acts[l] for l in layers])
+      return (to_grid(layers[-1], tokens[..., None])[..., 0],), logits
+    return tuple(jax.vmap(lambda a: reduce(method.fn(a)))(grid(l, taps.acts[l]))
+                 for l in layers), logits
+
+  return jax.jit(batch)

@@ -4,7 +4,9 @@ Per layer: ReLU, per-image min-max (``(x - min) / (1e-7 + max(x - min))``), bili
 the image size (half-pixel centres, edge-clamped, as OpenCV's ``INTER_LINEAR``). Then the
 layers' maps (one or several) are averaged and min-maxed again at the image size, as
 pytorch-grad-cam's ``aggregate_multi_layers`` does even for one layer: the resize moves the
-extremes off 0 and 1. Non-finite maps are replaced by zeros and flagged, never passed on as NaN.
+extremes off 0 and 1. Degenerate maps are flagged per image and get a defined value, never NaN:
+non-finite ones are replaced by zeros (``nonfinite``), and constant ones, all-zero after the
+ReLU included, normalise to zeros (``constant``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from cam_jax.scoring.localisation import FLAG_NONFINITE
+from cam_jax.scoring.localisation import FLAG_CONSTANT, FLAG_NONFINITE
 
 
 def _min_max(cams):
@@ -40,8 +42,9 @@ def _one_layer(raw, image_hw, relu, normalise):
   cams = jnp.where(finite[:, None, None], raw, 0.0)
   if relu:
     cams = jnp.maximum(cams, 0.0)
+  constant = jnp.max(cams, axis=(1, 2)) == jnp.min(cams, axis=(1, 2))  # all zero after ReLU too
   if normalise:
     cams = _min_max(cams)
   heat = jax.image.resize(cams, (cams.shape[0], *image_hw), method='linear')
-  flags = jnp.where(finite, 0, FLAG_NONFINITE).astype(jnp.int32)
-  return heat, flags
+  flags = (jnp.where(finite, 0, FLAG_NONFINITE) | jnp.where(constant, FLAG_CONSTANT, 0))
+  return heat, flags.astype(jnp.int32)
