@@ -68,8 +68,9 @@ def _dataset_cases(name, config, source, mesh):
   ]
 
 
-def _zoo_cases(name, config):
-  """cam_jax (jit) and torch (eager) forward of ``name`` with the same torch-initialised weights."""
+def _torch_pair(name, config):
+  """(torch reference with torch's init, cam_jax model with its weights, NCHW torch batch, the
+  same batch NHWC for jax) at ``config.image_size``, ``config.batch_size`` images."""
   import torch  # pylint: disable=g-import-not-at-top
   from cam_jax.models import torch_reference, weights  # pylint: disable=g-import-not-at-top
   b, s = config.batch_size, config.image_size
@@ -78,7 +79,14 @@ def _zoo_cases(name, config):
   model = weights.load_state_dict(
       models.create(name, num_classes=1000, in_channels=3, image_size=s), ref.state_dict()).model
   x = np.random.default_rng(0).normal(size=(b, 3, s, s)).astype(np.float32)
-  xt, xj = torch.from_numpy(x), jnp.asarray(x.transpose(0, 2, 3, 1))
+  return ref, model, torch.from_numpy(x), jnp.asarray(x.transpose(0, 2, 3, 1))
+
+
+def _zoo_cases(name, config):
+  """cam_jax (jit) and torch (eager) forward of ``name`` with the same torch-initialised weights."""
+  import torch  # pylint: disable=g-import-not-at-top
+  b, s = config.batch_size, config.image_size
+  ref, model, xt, xj = _torch_pair(name, config)
   graphdef, state = nnx.split(model)
   forward = jax.jit(lambda st, images: nnx.merge(graphdef, st)(images))
 
@@ -107,18 +115,11 @@ def _torch_module(ref, layer: str):
 
 def _cams_vs_torch_cases(name, config):
   """cam_jax heat maps (CAM + postprocess, jit) beside pytorch-grad-cam on the same weights."""
-  import torch  # pylint: disable=g-import-not-at-top
   from cam_jax.cams import pytorch_grad_cam_import  # pylint: disable=g-import-not-at-top
-  from cam_jax.models import torch_reference, weights  # pylint: disable=g-import-not-at-top
   pgc = pytorch_grad_cam_import.import_pytorch_grad_cam()
   from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # pylint: disable=g-import-not-at-top
   b, s = config.batch_size, config.image_size
-  torch.manual_seed(0)
-  ref = torch_reference.build(name, image_size=s).eval()
-  model = weights.load_state_dict(
-      models.create(name, num_classes=1000, in_channels=3, image_size=s), ref.state_dict()).model
-  x = np.random.default_rng(0).normal(size=(b, 3, s, s)).astype(np.float32)
-  xt, xj = torch.from_numpy(x), jnp.asarray(x.transpose(0, 2, 3, 1))
+  ref, model, xt, xj = _torch_pair(name, config)
   classes = np.arange(b) % 1000
   targets = jnp.asarray(classes, jnp.int32)
   layer = models.default_cam_layer(model)
