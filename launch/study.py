@@ -1,6 +1,6 @@
 """Runs a study: ``python -m launch.study --config=configs/study_phantom.py --workdir=DIR``."""
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from cam_jax.study import run_study

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from cam_jax import models
@@ -82,9 +81,11 @@ def heat_function(model: nnx.Module, method: str = 'gradcam',
     maps, flags = postprocess(raw, hw)
     if not aug_smooth:
       return maps, flags, logits
-    total = jnp.zeros_like(maps)
+    total = maps  # flip off, factor 1: the pass above
     for flip in (False, True):
       for factor in TTA_FACTORS:
+        if not flip and factor == 1.0:
+          continue
         x = (images[:, :, ::-1] if flip else images) * factor
         h, f = postprocess(fn(state, x, targets)[0], hw)
         total, flags = total + (h[:, :, ::-1] if flip else h), flags | f

@@ -5,8 +5,8 @@ weighted activation ``(h, w, C)``; the CAM is its channel sum or, with ``eigen_s
 principal component (pytorch-grad-cam's convention). ``make_cam_fn`` turns a method into one
 jitted function of a whole batch, the method ``jax.vmap`` over images. Gradients are taken only
 with respect to a zero perturbation added at each layer (see ``cam_jax.models.Taps``): no
-parameter gradients. Perturbation methods run their extra forward passes in chunks of channels, so memory
-is bounded by ``chunk`` forward passes per image.
+parameter gradients. Perturbation methods run their extra forward passes in chunks of
+channels, so memory is bounded by ``chunk`` forward passes per image.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from cam_jax import models
 PREDICTED = 0
 """Target value meaning "explain the predicted sign" for one-logit heads (0 is not a sign)."""
 
-GRADIENT, ACTIVATION, PERTURBATION, ATTENTION = 'gradient', 'activation', 'perturbation', 'attention'
+GRADIENT, ACTIVATION = 'gradient', 'activation'
+PERTURBATION, ATTENTION = 'perturbation', 'attention'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Probe:
   model: nnx.Module
   image: jax.Array      # (1, H, W, C)
   target: jax.Array     # ()
+  logits: jax.Array     # (K,) of the unmodified image
   chunk: int
 
   def _scores(self, logits):
@@ -92,7 +94,7 @@ class Probe:
     return self._chunked(run, n)
 
   def original_score(self) -> jax.Array:
-    return target_score(self.model(self.image)[0], self.target)
+    return target_score(self.logits, self.target)
 
   def _chunked(self, fn, n):
     groups = -(-n // self.chunk)
@@ -148,7 +150,7 @@ def make_cam_fn(graphdef, method: Method, layers: Sequence[str], to_grid: Callab
     x = image[None]
     taps = models.Taps(record=layers)
     logits = model(x, taps=taps)[0]
-    probe = Probe(model, x, target, chunk)
+    probe = Probe(model, x, target, logits, chunk)
     return tuple(reduce(method.fn(probe, l, taps.acts[l][0], grid(l, taps.acts[l])[0]))
                  for l in layers), logits
 

@@ -30,7 +30,8 @@ _NAMES = ('torchvision', 'torchvision.transforms', 'torchvision.ops')
 def _unavailable(name: str):
   def call(*args, **kwargs):
     raise NotImplementedError(
-        f'{name} is part of the torchvision stand-in of cam_jax/cams/pytorch_grad_cam_import.py (torchvision '
+        f'{name} is part of the torchvision stand-in of '
+        'cam_jax/cams/pytorch_grad_cam_import.py (torchvision '
         'is not installed); cam_jax never calls it')
   call.__name__ = call.__qualname__ = name.rsplit('.', 1)[-1]
   return call

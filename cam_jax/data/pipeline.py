@@ -27,10 +27,11 @@ def denormalise(image: np.ndarray) -> np.ndarray:
 
 def _example(record: dict) -> dict:
   return {'image': normalise(record['image']), 'mask': np.asarray(record['mask'], bool),
-          'label': np.int32(record['label']), 'id': _text(record['id']), 'valid': np.bool_(True)}
+          'label': np.int32(record['label']), 'id': as_text(record['id']), 'valid': np.bool_(True)}
 
 
-def _text(value) -> np.str_:
+def as_text(value) -> np.str_:
+  """A record's string field (bytes from TFDS) as text."""
   return np.str_(value.decode() if isinstance(value, bytes) else value)
 
 

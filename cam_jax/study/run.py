@@ -56,7 +56,7 @@ def _claim_workdir(workdir: str, config) -> None:
     json.dump(mine, f, indent=1, sort_keys=True)
 
 
-def _train_or_load(name, config, cell, train_src, val_src, mesh, log):
+def _train_or_load(name, config, cell, train_src, val_src, mesh, log, init_from):
   ckpt = os.path.join(cell, 'checkpoint')
   if checkpoint.exists(ckpt):
     log(f'[{name}] checkpoint found, not retraining: {ckpt}')
@@ -65,7 +65,7 @@ def _train_or_load(name, config, cell, train_src, val_src, mesh, log):
   train_config = config.train.copy_and_resolve_references()
   train_config.update(config.train_overrides.get(name, {}))
   result = loop.train(recipe, train_config, train_src, val_src, workdir=cell, mesh=mesh, log=log,
-                      init_from=init_paths(config, model_names(config)).get(name, ''))
+                      init_from=init_from)
   pd.DataFrame(result.history).to_csv(os.path.join(cell, 'history.csv'), index=False)
   return result.model
 
@@ -87,14 +87,14 @@ def _overlays(workdir, trained, test_src, config, mesh):
                                    jnp.full((len(picks),), config.cam.target))[0])
   report.figures.overlay_grid(data.denormalise(images)[..., 0],
                               np.stack([r['mask'] for r in recs]), heatmaps,
-                              [str(r['id'], 'utf-8') if isinstance(r['id'], bytes) else str(r['id'])
-                               for r in recs], os.path.join(workdir, report.OVERLAYS))
+                              [str(data.pipeline.as_text(r['id'])) for r in recs],
+                              os.path.join(workdir, report.OVERLAYS))
 
 
 def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
   """Runs the whole study into ``workdir``; returns the per-image records of every model."""
   names = model_names(config)
-  init_paths(config, names)  # checked before any work
+  inits = init_paths(config, names)  # checked before any work
   _claim_workdir(workdir, config)
   data_dir = config.data_dir or os.path.join(workdir, 'data')
   train_src, val_src, test_src = (data.open_split(config.data, s, data_dir)
@@ -107,7 +107,8 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
                   n_resamples=config.score.n_resamples, seed=config.score.seed)
   for name in names:
     cell = os.path.join(workdir, 'models', name)
-    model = trained[name] = _train_or_load(name, config, cell, train_src, val_src, mesh, log)
+    model = trained[name] = _train_or_load(name, config, cell, train_src, val_src, mesh, log,
+                                           inits.get(name, ''))
     layer = models.resolve_layer(model, config.cam.layer or None)
     path = os.path.join(cell, 'records.csv')
     if os.path.exists(path):

@@ -74,12 +74,12 @@ def train(recipe: dict, train_config, train_source, val_source, *, init_from: st
   mesh_lib.check_batch_size(bs, mesh)
   model = initial_model(recipe, init_from, log)
   labels = np.asarray([train_source[i]['label'] for i in range(len(train_source))])
-  weights = step_lib.ClassWeights.from_labels(labels, recipe['num_classes'],
+  class_weights = step_lib.ClassWeights.from_labels(labels, recipe['num_classes'],
                                               train_config.class_weighting)
   steps_per_epoch = len(train_source) // bs
   tx = optimizer(train_config, steps_per_epoch)
   graphdef, state, shardings = step_lib.init_state(model, tx, mesh, train_config.param_sharding)
-  train_step = step_lib.make_train_step(graphdef, tx, weights, mesh, shardings)
+  train_step = step_lib.make_train_step(graphdef, tx, class_weights, mesh, shardings)
   history = []
   for epoch in range(train_config.epochs):
     t0, losses = time.time(), []
