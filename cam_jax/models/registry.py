@@ -95,3 +95,32 @@ def resolve_layer(model: nnx.Module, layer: str | None) -> str:
     raise ValueError(f'unknown CAM layer {layer!r} for {type(model).__name__}; '
                      f'choose one of: {", ".join(model.cam_layers)}')
   return layer
+
+
+def depth(model: nnx.Module) -> int:
+  """Weight layers (conv, linear) on the longest input-to-logit path: the number in VGG16's
+  and ResNet50's names; for a ViT its stem, four linear layers per block, and the head."""
+  return model.weight_layers
+
+
+def parameter_blocks(model: nnx.Module) -> dict[str, tuple[str, ...]]:
+  """The model's parameter blocks in forward order: block name -> the state paths it owns.
+
+  VGG: each conv and BatchNorm of ``features``, each Linear of ``classifier``. ResNet: the stem
+  (``conv1``, ``bn1``), each residual block, ``fc``. ViT: the patch embedding with the class
+  token and position embeddings, each block, the final ``norm``, ``head``.
+  """
+  if isinstance(model, vgg.VGG):
+    return {f'{part}.{i}': (f'{part}.{i}',) for part in ('features', 'classifier')
+            for i, f in enumerate(getattr(model, part))
+            if isinstance(f, (nnx.Conv, nnx.BatchNorm, nnx.Linear))}
+  if isinstance(model, resnet.ResNet):
+    residual = {f'layer{k}.{j}': (f'layer{k}.{j}',) for k in range(1, model.num_stages + 1)
+                for j in range(len(getattr(model, f'layer{k}')))}
+    return {'stem': ('conv1', 'bn1'), **residual, 'fc': ('fc',)}
+  if isinstance(model, vit.ViT):
+    return {'patch_embed': ('patch_embed', 'cls_token', 'pos_embed'),
+            **{f'blocks.{i}': (f'blocks.{i}',) for i in range(len(model.blocks))},
+            'norm': ('norm',), 'head': ('head',)}
+  raise ValueError(f'no parameter blocks known for {type(model).__name__}; '
+                   'expected a VGG, ResNet or ViT of cam_jax.models')

@@ -14,6 +14,7 @@ from cam_jax.models.taps import NO_TAPS, Taps
 
 class BasicBlock(nnx.Module):
   expansion = 1
+  weight_layers = 2  # convs on the main path
 
   def __init__(self, cin: int, width: int, stride: int, *, rngs: nnx.Rngs, dtype=None):
     self.conv1 = layers.conv(cin, width, 3, stride, bias=False, rngs=rngs, dtype=dtype)
@@ -31,6 +32,7 @@ class BasicBlock(nnx.Module):
 
 class Bottleneck(nnx.Module):
   expansion = 4
+  weight_layers = 3
 
   def __init__(self, cin: int, width: int, stride: int, *, rngs: nnx.Rngs, dtype=None):
     cout = width * self.expansion
@@ -85,6 +87,7 @@ class ResNet(nnx.Module):
     self.fc = nnx.Linear(cin, num_classes, dtype=dtype, rngs=rngs)
     self.cam_layers = tuple(f'layer{k}' for k in range(1, self.num_stages + 1))
     self.default_cam_layer = self.cam_layers[-1]
+    self.weight_layers = 2 + block.weight_layers * sum(depths)  # resnet50: stem, 48 convs, fc
 
   def __call__(self, x, *, train: bool = False, taps: Taps = NO_TAPS):
     x = jax.nn.relu(self.bn1(self.conv1(x), use_running_average=not train))

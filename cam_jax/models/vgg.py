@@ -54,6 +54,7 @@ class VGG(nnx.Module):
     self.cam_layers = tuple(f'features.{i}' for i in relus)
     last_relu = max(i for i, f in enumerate(feats) if isinstance(f, ReLU))
     self.default_cam_layer = f'features.{last_relu}'
+    self.weight_layers = sum(len(stage) for stage in stages) + 3  # vgg16: 13 convs + 3 linear
 
   def __call__(self, x, *, train: bool = False, taps: Taps = NO_TAPS):
     for i, f in enumerate(self.features):

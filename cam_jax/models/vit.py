@@ -112,6 +112,8 @@ class ViT(nnx.Module):
     self.cam_layers = tuple(f'blocks.{i}{s}' for i in range(depth) for s in ('.norm1', ''))
     self.default_cam_layer = f'blocks.{depth - 1}.norm1'
     self.attention_layers = tuple(f'blocks.{i}.attn' for i in range(depth))
+    # stem (convs + projection), qkv -> proj -> fc1 -> fc2 per block, head
+    self.weight_layers = (len(conv_stem) + 1) + 4 * depth + 1
 
   def __call__(self, x, *, train: bool = False, taps: Taps = NO_TAPS):
     x = self.patch_embed(x, train)

@@ -1,0 +1,266 @@
+"""Faithfulness of heat maps: how the probability of the explained finding responds when pixels
+are removed or inserted in heat-map order, on device, one batch at a time.
+
+- Deletion and insertion (Petsiuk, Das & Saenko, "RISE: Randomized Input Sampling for Explanation
+  of Black-box Models", BMVC 2018): 2 * (n_steps + 1) forward passes per image.
+- ROAD (Rong, Leemann, Borisov, Kasneci & Kasneci, "A Consistent and Efficient Evaluation
+  Strategy for Attribution Methods", ICML 2022): 2 * len(fractions) forward passes per image,
+  plus one of the unmodified batch only when a target asks for the predicted finding, and as
+  many noisy linear imputations (``iterations`` conjugate-gradient steps each).
+
+Batch functions take model-input images (B, H, W, C) (normalised, so 0 is the data mean), heat
+maps (B, H, W), expected in [0, 1], int32 targets (B,) with ``cams.target_score``'s conventions,
+and a jittable ``predict(images) -> logits (B, K)``. Every forward pass sees one batch of B
+images; the passes run one after another under ``jax.lax.map``. A target meaning "the predicted
+finding" is resolved once, on the unmodified image, and kept for every perturbed copy.
+
+Pixel order: descending heat, ties broken by ascending row-major pixel index (a stable sort);
+non-finite heat ranks as 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from cam_jax import cams
+from cam_jax.data.pipeline import PIXEL_STD
+
+Predict = Callable[[jax.Array], jax.Array]
+
+ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+ROAD_NOISE_STD = 0.01 / PIXEL_STD  # ROAD's noise 0.01 on [0, 1] pixels, in model-input units
+CG_ITERATIONS = 400
+
+# ROAD's imputation weights of the 8 neighbours (dy, dx); they sum to 1.
+_NEIGHBOURS = tuple(((dy, dx), 1 / 6 if dy == 0 or dx == 0 else 1 / 12)
+                    for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
+
+
+def target_probability(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """(B,) probability of each image's explained finding (``cams.target_score`` conventions).
+
+  One-logit heads: ``sigmoid(sign * logit)``, sign +1 (positive finding), -1 (negative) or 0
+  (the sign these logits predict). Softmax heads: the softmax column of the class index, -1 for
+  the class these logits predict.
+  """
+  score = jax.vmap(cams.target_score)(logits, targets)
+  if logits.shape[-1] == 1:
+    return jax.nn.sigmoid(score)
+  return jnp.exp(score - jax.nn.logsumexp(logits, axis=-1))
+
+
+def _explicit_targets(logits, targets):
+  """Targets with "predicted" (0 for one logit, -1 for softmax) replaced by what ``logits``
+  predict, so perturbed copies of an image keep explaining the same finding."""
+  if logits.shape[-1] == 1:
+    predicted = jnp.where(logits[:, 0] >= 0, 1, -1)
+    return jnp.where(targets == cams.PREDICTED, predicted, jnp.sign(targets)).astype(jnp.int32)
+  return jnp.where(targets < 0, jnp.argmax(logits, axis=-1), targets).astype(jnp.int32)
+
+
+def _asks_predicted(targets, num_logits):
+  return jnp.any(targets == cams.PREDICTED) if num_logits == 1 else jnp.any(targets < 0)
+
+
+def _check(images, heat, targets):
+  """``targets`` as int32 after checking the shapes of the batch."""
+  if images.ndim != 4:
+    raise ValueError(f'images must be (B, H, W, C), got shape {images.shape}')
+  if heat.shape != images.shape[:3]:
+    raise ValueError(f'heat must be (B, H, W) = {images.shape[:3]}, got shape {heat.shape}')
+  if jnp.shape(targets) != images.shape[:1]:
+    raise ValueError(f'targets must be (B,) = {images.shape[:1]}, got shape '
+                     f'{jnp.shape(targets)}')
+  return jnp.asarray(targets, jnp.int32)
+
+
+def _ranks(heat):
+  """(B, H, W) int32 position of each pixel in the removal order (0 = most salient)."""
+  flat = heat.reshape(heat.shape[0], -1)
+  flat = jnp.where(jnp.isfinite(flat), flat, 0.0)
+  order = jnp.argsort(flat, axis=1, stable=True, descending=True)
+  return jnp.argsort(order, axis=1).astype(jnp.int32).reshape(heat.shape)
+
+
+def _trapezoid(curve):
+  """Trapezoid area of a curve sampled at n + 1 evenly spaced points of [0, 1], along axis 0."""
+  n = curve.shape[0] - 1
+  return (jnp.sum(curve, axis=0) - 0.5 * (curve[0] + curve[-1])) / n
+
+
+def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
+  """Separable Gaussian blur of (B, H, W, C) images, per channel, zero padded (0 is the data
+  mean in model-input units, as RISE pads), with a normalised kernel of 2 * ceil(sigma) + 1
+  taps: 11 at RISE's sigma 5, RISE's kernel size. RISE's own 11-tap kernel (scipy's
+  ``gaussian_filter`` of a delta, its tails folded back by reflection) is flatter: taps 0.088
+  to 0.094 against 0.066 to 0.109 here."""
+  radius = math.ceil(sigma)
+  taps = jnp.exp(-0.5 * (jnp.arange(-radius, radius + 1) / sigma) ** 2)
+  taps = taps / jnp.sum(taps)
+  channels = images.shape[-1]
+  for shape in ((2 * radius + 1, 1), (1, 2 * radius + 1)):
+    kernel = jnp.broadcast_to(taps.reshape(*shape, 1, 1), (*shape, 1, channels))
+    images = jax.lax.conv_general_dilated(
+        images, kernel.astype(images.dtype), (1, 1), 'SAME',
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=channels,
+        precision=jax.lax.Precision.HIGHEST)
+  return images
+
+
+def deletion_insertion(predict: Predict, images: jax.Array, heat: jax.Array,
+                       targets: jax.Array, *, n_steps: int = 16,
+                       blur_sigma: float = 5.0) -> dict[str, jax.Array]:
+  """RISE's deletion and insertion AUCs (Petsiuk, Das & Saenko, BMVC 2018), per image.
+
+  Point i = 0..n_steps of a curve has the first round(i * H * W / n_steps) pixels of the heat
+  order changed (integer rounding, halves up; when n_steps divides H * W this is RISE's
+  ``step = H * W / n_steps`` pixels per step). Deletion sets them to 0, the data mean, starting
+  from the image; insertion copies them from the image into ``gaussian_blur(image,
+  blur_sigma)``. Each point scores ``target_probability`` of the perturbed image, and the value
+  is the trapezoid area of the n_steps + 1 points over the fractions 0, 1/n_steps, ..., 1 (the
+  x axis RISE's ``auc`` uses). Lower deletion / higher insertion AUC = more faithful.
+
+  Returns ``{'deletion_auc': (B,), 'insertion_auc': (B,)}``, in [0, 1].
+  """
+  targets = _check(images, heat, targets)
+  if n_steps < 1:
+    raise ValueError(f'n_steps must be >= 1, got {n_steps}')
+  if blur_sigma <= 0:
+    raise ValueError(f'blur_sigma must be > 0, got {blur_sigma}')
+  hw = images.shape[1] * images.shape[2]
+  counts = [(2 * i * hw + n_steps) // (2 * n_steps) for i in range(n_steps + 1)]
+  ranks = _ranks(heat)[..., None]
+  blurred = gaussian_blur(images, blur_sigma)
+
+  logits = predict(images)  # deletion point 0: the unmodified images
+  targets = _explicit_targets(logits, targets)
+
+  def score(case):
+    insert, count = case
+    start = jnp.where(insert, blurred, images)
+    finish = jnp.where(insert, images, 0.0)
+    return target_probability(predict(jnp.where(ranks < count, finish, start)), targets)
+
+  # Every point but deletion's first, as (insert?, count) cases.
+  inserts = jnp.array([False] * n_steps + [True] * (n_steps + 1))
+  curves = jax.lax.map(score, (inserts, jnp.array(counts[1:] + counts, jnp.int32)))
+  deletion = jnp.concatenate([target_probability(logits, targets)[None], curves[:n_steps]])
+  return {'deletion_auc': _trapezoid(deletion), 'insertion_auc': _trapezoid(curves[n_steps:])}
+
+
+def _neighbour_sum(x):
+  """Weighted sum of the 8 neighbours of every pixel of (H, W, C) ``x``, zero outside."""
+  h, w = x.shape[:2]
+  padded = jnp.pad(x, ((1, 1), (1, 1), (0, 0)))
+  return sum(weight * padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+             for (dy, dx), weight in _NEIGHBOURS)
+
+
+def _safe_div(a, b):
+  ok = b > 0
+  return jnp.where(ok, a / jnp.where(ok, b, 1.0), 0.0)
+
+
+def noisy_linear_imputation(image: jax.Array, removed: jax.Array, key: jax.Array, *,
+                            noise_std: float = ROAD_NOISE_STD,
+                            iterations: int = CG_ITERATIONS) -> jax.Array:
+  """ROAD's noisy linear imputation (Rong et al., ICML 2022) of one (H, W, C) image.
+
+  Each removed pixel equals the weighted mean of its neighbours inside the image (direct
+  neighbours weight 1/6, diagonal 1/12, normalised by the weights present), all removed pixels
+  solved jointly, channel by channel; then Gaussian noise of ``noise_std`` (model-input units)
+  is added to them. Kept pixels are returned unchanged.
+
+  The system (D - N) x = b over the removed pixels (D: the weight sum present, N: the weights
+  between removed neighbours, b: the weighted known neighbours) is symmetric positive definite
+  when every connected hole touches a kept pixel, i.e. unless every pixel is removed (then the
+  solution is 0, the data mean). It is solved by ``iterations`` steps of Jacobi-preconditioned
+  conjugate gradient from the mean of the kept pixels, frozen once the residual reaches float
+  rounding. Measured on 128 x 128 images (values spanning 4 model-input units) with 90% removed
+  in the order of smooth heat maps (one hole of 90% of the image; the hardest: the kept 10% in
+  a corner), the maximum error against scipy's ``spsolve`` after 400 iterations is <= 1e-4 in
+  float32 (its rounding floor, 1e-5 to 9e-5) and <= 1e-5 in float64 (1e-3 after 300);
+  scattered holes converge in under 100. Larger images need more iterations (about linear in
+  the side length).
+  """
+  if image.ndim != 3 or removed.shape != image.shape[:2]:
+    raise ValueError(f'image must be (H, W, C) and removed (H, W), got {image.shape} and '
+                     f'{removed.shape}')
+  if noise_std < 0 or iterations < 1:
+    raise ValueError(f'noise_std must be >= 0 and iterations >= 1, got {noise_std}, '
+                     f'{iterations}')
+  hole = removed[..., None].astype(image.dtype)
+  kept = image * (1 - hole)
+  weight_sum = _neighbour_sum(jnp.ones_like(hole))
+  inverse_diag = hole / weight_sum
+
+  def matvec(x):
+    return hole * (weight_sum * x - _neighbour_sum(hole * x))
+
+  def dot(a, b):
+    return jnp.sum(a * b, axis=(0, 1))
+
+  x = hole * _safe_div(jnp.sum(kept, axis=(0, 1)), jnp.sum(1 - hole))
+  r = hole * _neighbour_sum(kept) - matvec(x)
+  z = inverse_diag * r
+  rz = dot(r, z)
+  floor = rz * jnp.finfo(image.dtype).eps ** 2
+
+  def step(_, carry):
+    x, r, p, rz = carry
+    ap = matvec(p)
+    alpha = _safe_div(rz, dot(p, ap))
+    r_next = r - alpha * ap
+    z = inverse_diag * r_next
+    rz_next = dot(r_next, z)
+    update = (x + alpha * p, r_next, z + _safe_div(rz_next, rz) * p, rz_next)
+    return jax.tree.map(lambda new, old: jnp.where(rz > floor, new, old), update, carry)
+
+  x = jax.lax.fori_loop(0, iterations, step, (x, r, z, rz))[0]
+  noise = noise_std * jax.random.normal(key, image.shape, image.dtype)
+  return jnp.where(hole > 0, x + noise, image)
+
+
+def road(predict: Predict, images: jax.Array, heat: jax.Array, targets: jax.Array,
+         key: jax.Array, *, fractions: Sequence[float] = ROAD_FRACTIONS,
+         noise_std: float = ROAD_NOISE_STD,
+         iterations: int = CG_ITERATIONS) -> dict[str, jax.Array]:
+  """ROAD with noisy linear imputation (Rong et al., ICML 2022), per image.
+
+  For each fraction p, k = int(p * H * W) pixels (ROAD's reference rounding) are removed and
+  imputed by ``noisy_linear_imputation``: the first k of the heat order (MoRF, most relevant
+  first) or the last k (LeRF, least relevant first). The value is the mean
+  ``target_probability`` over the fractions. Lower MoRF / higher LeRF = more faithful.
+  ROAD's reference code breaks heat ties by a 1e-4 random jitter (here: by pixel index) and its
+  LeRF at p removes the 1 - p least relevant; over fractions symmetric about 0.5 (the default)
+  the mean is the same up to one pixel of rounding per fraction.
+
+  ``key`` draws the noise (folded with the fraction and order, split over images).
+  Returns ``{'road_morf': (B,), 'road_lerf': (B,)}``, in [0, 1].
+  """
+  targets = _check(images, heat, targets)
+  if not fractions or not all(0 < p < 1 for p in fractions):
+    raise ValueError(f'fractions must be a non-empty sequence in (0, 1), got {fractions}')
+  b, h, w = heat.shape
+  counts = [int(p * h * w) for p in fractions]
+  ranks = _ranks(heat)
+  num_logits = jax.eval_shape(predict, images).shape[-1]
+  targets = jax.lax.cond(_asks_predicted(targets, num_logits),
+                         lambda: _explicit_targets(predict(images), targets), lambda: targets)
+  impute = jax.vmap(lambda x, r, k: noisy_linear_imputation(x, r, k, noise_std=noise_std,
+                                                            iterations=iterations))
+
+  def score(case):
+    index, lerf, count = case
+    removed = jnp.where(lerf, ranks >= h * w - count, ranks < count)
+    keys = jax.random.split(jax.random.fold_in(key, index), b)
+    return target_probability(predict(impute(images, removed, keys)), targets)
+
+  n = len(fractions)
+  cases = (jnp.arange(2 * n), jnp.arange(2 * n) >= n, jnp.array(counts * 2, jnp.int32))
+  curves = jax.lax.map(score, cases)
+  return {'road_morf': jnp.mean(curves[:n], axis=0), 'road_lerf': jnp.mean(curves[n:], axis=0)}
