@@ -3,7 +3,10 @@
   python -m launch.score --config=configs/score_phantom.py --workdir=runs/score_resnet \
       --config.checkpoint=runs/resnet_tiny/checkpoint
 
-Writes ``records.csv`` (one row per image) and ``summary.csv`` (bootstrap 95% CIs).
+Writes ``records.csv`` (one row per image; ``--config.score.records=records.parquet`` for Parquet),
+``summary.csv`` (bootstrap 95% CIs) and ``by_lesion_size.csv``. ``--config.cam.method`` takes a
+comma-separated list; ``--config.score.metrics=localisation,deletion_insertion,road`` adds the
+faithfulness metrics.
 """
 
 import ml_collections
@@ -18,10 +21,15 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data = phantom_common.data_config(arg)
   c.data_dir = ''  # default: <workdir>/data
   c.split = 'test'
-  # method: one of cam_jax.cams.METHODS; layer '' = each model's default; target +1 explains
-  # the positive finding; aug_smooth / eigen_smooth as in pytorch-grad-cam.
+  # method: one or more (comma-separated) of cam_jax.cams.METHODS; layer '' = the model's
+  # default; target +1 explains the positive finding; aug_smooth / eigen_smooth as in
+  # pytorch-grad-cam.
   c.cam = ml_collections.ConfigDict({'method': 'gradcam', 'layer': '', 'target': 1,
                                      'aug_smooth': False, 'eigen_smooth': False})
-  c.score = ml_collections.ConfigDict({'batch_size': 64 if arg != 'tiny' else 16,
-                                       'n_resamples': 2000, 'seed': 0})
+  # metrics: groups of cam_jax.scoring.driver.METRIC_GROUPS; tune_split: the split the IoU
+  # threshold is tuned on (CheXlocalize), '' for none; deletion_steps: RISE's curve points - 1.
+  c.score = ml_collections.ConfigDict({
+      'batch_size': 64 if arg != 'tiny' else 16, 'n_resamples': 2000, 'seed': 0,
+      'metrics': 'localisation', 'tune_split': 'validation', 'records': 'records.csv',
+      'deletion_steps': 16})
   return c

@@ -29,7 +29,19 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # the positive finding; aug_smooth / eigen_smooth as in pytorch-grad-cam.
   c.cam = ml_collections.ConfigDict({'method': 'gradcam', 'layer': '', 'target': 1,
                                      'aug_smooth': False, 'eigen_smooth': False})
+  # metrics: groups of cam_jax.scoring.driver.METRIC_GROUPS (ROAD's imputation is slow on a
+  # CPU: the accelerator config adds it); tune_split: where the IoU threshold is tuned
+  # (CheXlocalize), '' for none; deletion_steps: RISE's curve has deletion_steps + 1 points.
   c.score = ml_collections.ConfigDict({
       'batch_size': c.train.eval_batch_size, 'n_resamples': 2000 if arg != 'tiny' else 200,
-      'baseline_grid': 8, 'overlay_count': 6, 'seed': 0})
+      'baseline_grid': 8, 'overlay_count': 6, 'seed': 0,
+      'metrics': 'localisation,deletion_insertion' + (',road' if arg == 'large' else ''),
+      'tune_split': 'validation', 'deletion_steps': 16 if arg != 'tiny' else 4})
+  # Model-parameter randomisation (Adebayo et al. 2018) on the first n_images test images:
+  # mode 'cascading' or 'independent', '' to skip.
+  c.sanity = ml_collections.ConfigDict({'mode': 'cascading',
+                                        'n_images': 64 if arg != 'tiny' else 16})
+  # Repeatability (Arun et al. 2021): these models are trained a second time with seed + 1 and
+  # their heat maps compared; reproducibility compares every pair of models.
+  c.repeat_models = 'resnet_tiny' if arg != 'large' else ''
   return c

@@ -3,10 +3,13 @@
 Suite ``cams`` (``configs/bench.py``), per model: forward-only, Grad-CAM (raw maps) and the fused
 scoring step (Grad-CAM, postprocess and every localisation metric) on one device-resident batch;
 then whole-data-set throughput of ``cam_jax.score`` streaming the phantom test split against
-forward-only over the same stream. Suite ``zoo`` (``configs/bench_zoo.py``), per model: the
-jitted cam_jax forward beside the same architecture and weights in torch (eager, no grad).
-Suite ``cams_vs_torch`` (``configs/bench_cams_torch.py``), per model and method: cam_jax heat
-maps (CAM and postprocess in one jitted call) beside pytorch-grad-cam on the same weights.
+forward-only over the same stream. Suite ``scoring`` (``configs/bench_scoring.py``), per model,
+streaming the test split: Grad-CAM heat maps to the host (the reference), ``cam_jax.score``
+with the localisation metrics fused on device, the same metrics on the host in NumPy per image,
+and the faithfulness metrics. Suite ``zoo`` (``configs/bench_zoo.py``), per model: the jitted
+cam_jax forward beside the same architecture and weights in torch (eager, no grad). Suite
+``cams_vs_torch`` (``configs/bench_cams_torch.py``), per model and method: cam_jax heat maps
+(CAM and postprocess in one jitted call) beside pytorch-grad-cam on the same weights.
 Writes ``bench.csv`` and ``bench.md`` into the workdir.
 """
 
@@ -20,9 +23,8 @@ from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
-import cam_jax
 from cam_jax import bench, cams, data, models
-from cam_jax.scoring import driver
+from cam_jax.scoring import driver, host_metrics
 from cam_jax.train import loop, mesh as mesh_lib, step as step_lib
 from launch import common
 
@@ -50,8 +52,9 @@ def _batch_cases(name, config, mesh):
     fn, cam_state, cam_layer = cams.cam_function(model, method)
     cases.append(bench.Case(f'{method} raw ({cam_layer})',
                             functools.partial(fn, cam_state, images, targets), b, group))
+  keys = jax.device_put(jax.random.split(jax.random.key(0), b), mesh_lib.data_sharded(mesh))
   cases.append(bench.Case('gradcam + postprocess + metrics',
-                          lambda: score_step(state, images, masks, targets), b, group))
+                          lambda: score_step(state, images, masks, targets, keys), b, group))
   return cases
 
 
@@ -59,12 +62,58 @@ def _dataset_cases(name, config, source, mesh):
   model = models.create(name, image_size=config.image_size, seed=0)
   n, group = len(source), f'{name} data set'
   kw = dict(batch_size=config.batch_size, mesh=mesh)
+  stream = driver.record_stream(model, **kw)  # compiled once, at the warmup call
   return [
       bench.Case('forward (streamed)', lambda: loop.predict(model, source, **kw)[1], n, group,
                  reference=True),
-      bench.Case('cam_jax.score (streamed)',
-                 lambda: cam_jax.score(model, source, progress=False, n_resamples=1,
-                                       **kw).records['ehr_auc'].to_numpy(), n, group),
+      bench.Case('cam_jax.score (streamed)', lambda: stream(source)['ehr_auc'].to_numpy(), n,
+                 group),
+  ]
+
+
+def _heat_stream(model, config, mesh, per_image=None):
+  """``run(source)``: Grad-CAM heat maps of a split brought to the host batch by batch (compiled
+  once); with ``per_image(heat, mask)``, also applied to every valid lesion image on the host."""
+  fn, state, _ = cams.heat_function(model, 'gradcam')
+  targets = jax.device_put(jnp.ones((config.batch_size,), jnp.int32),
+                           mesh_lib.data_sharded(mesh))
+
+  def run(source):
+    out = []
+    for batch in data.eval_batches(source, batch_size=config.batch_size):
+      images = mesh_lib.shard_batch({'image': batch['image']}, mesh)['image']
+      heat = np.asarray(jax.device_get(fn(state, images, targets)[0]))
+      if per_image is None:
+        out.append(heat[:, 0, 0])
+        continue
+      out += [per_image(h, m)['ehr_auc'] for h, m, v in
+              zip(heat, np.asarray(batch['mask']), batch['valid']) if v and m.any()]
+    return np.asarray(out)
+
+  return run
+
+
+def _scoring_cases(name, config, source, mesh):
+  """Whole-split throughput, each pipeline compiled once (the warmup call) and then streamed."""
+  model = models.create(name, image_size=config.image_size, seed=0)
+  n, group = len(source), f'{name} {config.image_size}px data set'
+
+  def scored(metrics, **options):
+    stream = driver.record_stream(model, metrics=metrics, batch_size=config.batch_size,
+                                  mesh=mesh, **options)
+    return lambda: stream(source)['prob'].to_numpy()
+
+  faithful = ('deletion_insertion', 'road') if config.road else ('deletion_insertion',)
+  heat = _heat_stream(model, config, mesh)
+  host = _heat_stream(model, config, mesh, host_metrics.localisation_metrics_numpy)
+  return [
+      bench.Case('gradcam heat maps to host', lambda: heat(source), n, group, reference=True),
+      bench.Case('cam_jax.score, localisation metrics on device', scored(('localisation',)), n,
+                 group),
+      bench.Case('heat maps to host + NumPy metrics per image', lambda: host(source), n, group),
+      bench.Case(f'cam_jax.score, + {" + ".join(faithful)}',
+                 scored(('localisation', *faithful), deletion_steps=config.deletion_steps), n,
+                 group),
   ]
 
 
@@ -158,14 +207,17 @@ def main(argv):
   elif config.suite == 'cams_vs_torch':
     for name in names:
       cases += _cams_vs_torch_cases(name, config)
-  elif config.suite == 'cams':
+  elif config.suite in ('cams', 'scoring'):
     mesh = mesh_lib.make_mesh()
     source = data.open_split(config.data, 'test',
                              config.data_dir or os.path.join(workdir, 'data'))
     for name in names:
-      cases += _batch_cases(name, config, mesh) + _dataset_cases(name, config, source, mesh)
+      if config.suite == 'cams':
+        cases += _batch_cases(name, config, mesh) + _dataset_cases(name, config, source, mesh)
+      else:
+        cases += _scoring_cases(name, config, source, mesh)
   else:
-    raise ValueError(f'unknown bench suite {config.suite!r}; choose one of: cams, zoo, '
+    raise ValueError(f'unknown bench suite {config.suite!r}; choose one of: cams, scoring, zoo, '
                      'cams_vs_torch')
   common.log(f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}')
   table = bench.run(cases, repeats=config.repeats, log=common.log)

@@ -1,7 +1,8 @@
 """Rewrites a study's report from its records: ``python -m launch.report --workdir=DIR``.
 
-Reads ``DIR/config.json`` and ``DIR/records.csv`` (written by ``launch.study``), so a report
-can be regenerated, or its statistics changed, without retraining or rescoring.
+Reads ``DIR/config.json`` and ``DIR/records.csv`` (and ``sanity.csv``, ``agreement.csv`` where
+present), all written by ``launch.study``, so a report can be regenerated, or its statistics
+changed, without retraining or rescoring.
 """
 
 import json

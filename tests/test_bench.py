@@ -70,3 +70,15 @@ def test_cams_vs_torch_suite_times_pytorch_grad_cam_beside_cam_jax(tmp_path):
   text = open(tmp_path / 'bench.md').read()
   for case in ('cam_jax forward (jit)', 'cam_jax gradcam heat maps', 'pytorch-grad-cam gradcam'):
     assert f'| resnet18 64px b2 | {case} |' in text
+
+
+def test_scoring_suite_times_device_metrics_beside_host_metrics(tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  subprocess.run([sys.executable, '-m', 'launch.bench', '--config=configs/bench_scoring.py:tiny',
+                  f'--workdir={tmp_path}'], cwd=root, check=True, capture_output=True,
+                 env={**os.environ, 'XLA_FLAGS': ''}, timeout=300)
+  text = open(tmp_path / 'bench.md').read()
+  for case in ('gradcam heat maps to host', 'cam_jax.score, localisation metrics on device',
+               'heat maps to host + NumPy metrics per image',
+               'cam_jax.score, + deletion_insertion'):
+    assert f'| resnet_tiny 32px data set | {case} |' in text, case

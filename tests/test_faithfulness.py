@@ -181,13 +181,15 @@ def test_batch_equals_loop_of_single_images():
   fns = {
       'deletion_insertion': jax.jit(functools.partial(faithfulness.deletion_insertion, predict,
                                                       n_steps=6)),
-      'road': jax.jit(functools.partial(faithfulness.road, predict, key=jax.random.key(0),
-                                        noise_std=0.0, iterations=100)),
+      'road': jax.jit(functools.partial(faithfulness.road, predict, iterations=100)),
   }
+  keys = jax.random.split(jax.random.key(0), b)  # per image: the noise follows the image
   for name, fn in fns.items():
-    batch = fn(images, heat, targets)
+    extra = (keys,) if name == 'road' else ()
+    batch = fn(images, heat, targets, *extra)
     for i in range(b):
-      single = fn(images[i:i + 1], heat[i:i + 1], targets[i:i + 1])
+      single = fn(images[i:i + 1], heat[i:i + 1], targets[i:i + 1],
+                  *(k[i:i + 1] for k in extra))
       for key, value in batch.items():
         np.testing.assert_allclose(value[i], single[key][0], atol=2e-6, err_msg=name)
 
@@ -202,7 +204,8 @@ def test_predicted_target_is_fixed_on_the_unmodified_image():
   predict = linear_model(rng.normal(size=(3, h, w, c)), [0.0, 0.5, 3.0])
   explicit = jnp.argmax(predict(images), axis=-1).astype(jnp.int32)
   predicted = jnp.full((b,), -1, jnp.int32)
-  road = functools.partial(faithfulness.road, key=jax.random.key(1), iterations=50)
+  road = functools.partial(faithfulness.road, keys=jax.random.split(jax.random.key(1), b),
+                           iterations=50)
   for fn in (faithfulness.deletion_insertion, road):
     fn = jax.jit(functools.partial(fn, predict))
     a, e = fn(images, heat, predicted), fn(images, heat, explicit)
@@ -295,7 +298,7 @@ def test_road_matches_spsolve_reference():
   weights = rng.normal(size=(1, h, w, c)).astype(np.float32) * 0.5
   fractions = (0.1, 0.35, 0.5, 0.9)
   out = faithfulness.road(linear_model(weights, [0.2]), jnp.asarray(images), jnp.asarray(heat),
-                          jnp.array([1, -1], jnp.int32), jax.random.key(0),
+                          jnp.array([1, -1], jnp.int32), jax.random.split(jax.random.key(0), b),
                           fractions=fractions, noise_std=0.0)
   for i, sign in enumerate((1, -1)):
     order = salient_order(heat[i])
@@ -331,7 +334,7 @@ def test_road_morf_below_lerf_for_true_relevance():
     return jnp.sum(weights * x, axis=(1, 2, 3))[:, None] * 4 - 2
 
   out = faithfulness.road(predict, images, jnp.asarray(np.stack(heats), jnp.float32),
-                          jnp.ones((b,), jnp.int32), jax.random.key(3))
+                          jnp.ones((b,), jnp.int32), jax.random.split(jax.random.key(3), b))
   assert np.all(np.asarray(out['road_morf']) + 0.2 < np.asarray(out['road_lerf']))
 
 
@@ -344,12 +347,13 @@ def test_bad_input_raises():
   with pytest.raises(ValueError, match='heat'):
     faithfulness.deletion_insertion(predict, images, heat[:, :3], targets)
   with pytest.raises(ValueError, match='targets'):
-    faithfulness.road(predict, images, heat, targets[:1], key)
+    faithfulness.road(predict, images, heat, targets[:1], jax.random.split(key, 2))
   with pytest.raises(ValueError, match='images'):
     faithfulness.deletion_insertion(predict, images[..., 0], heat, targets)
   with pytest.raises(ValueError, match='n_steps'):
     faithfulness.deletion_insertion(predict, images, heat, targets, n_steps=0)
   with pytest.raises(ValueError, match='fractions'):
-    faithfulness.road(predict, images, heat, targets, key, fractions=(0.5, 1.0))
+    faithfulness.road(predict, images, heat, targets, jax.random.split(key, 2),
+                      fractions=(0.5, 1.0))
   with pytest.raises(ValueError, match='removed'):
     faithfulness.noisy_linear_imputation(images[0], jnp.zeros((3, 4), bool), key)

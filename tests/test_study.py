@@ -25,19 +25,31 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data_dir):
   assert (records.groupby('model').size() == n_test).all()
   on_disk = pd.read_csv(os.path.join(workdir, 'records.csv'))
   assert len(on_disk) == 4 * n_test
-  assert set(on_disk.columns) >= {'model', 'layer', 'id', 'label', 'prob', 'has_mask', 'ehr_auc',
-                                  'pointing_game', 'iou', 'dice', 'flags'}
+  assert set(on_disk.columns) >= {'model', 'layer', 'depth', 'tuned_threshold', 'id', 'label',
+                                  'prob', 'has_mask', 'ehr_auc', 'pointing_game', 'iou', 'dice',
+                                  'relevance_mass', 'iou@0.50', 'deletion_auc', 'flags'}
 
   text = open(os.path.join(workdir, 'report.md')).read()
   ci = r'\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]'
+  signed = r'-?\d\.\d{2,3} \[-?\d\.\d{2,3}, -?\d\.\d{2,3}\]'
   for name in names:
-    assert re.search(rf'\| {name} \| {ci} \| {ci} \| {n_test} \|', text), name  # classification
-    assert re.search(rf'\| {name} \| \S+ \| {ci} \| {ci} \| {ci} \| {ci} \| \d+ \| \d+ \|', text)
-    assert re.search(rf'- {name}: EHR-AUC (yes|no), pointing game (yes|no)', text)
-  assert re.search(rf'\| {report.BASELINE} \| 8x8 uniform \| {ci}', text)
-  assert '![Grad-CAM overlays](overlays.png)' in text
-  assert os.path.getsize(os.path.join(workdir, 'overlays.png')) > 10_000
-  for name in names:
+    assert re.search(rf'\| {name} \|( {ci} \|){{6}} {n_test} \|', text), name  # classification
+    assert re.search(rf'\| {name} \|( {ci} \|){{7}} \d+ \| \S+ \| \d+ \|', text), name
+    assert re.search(rf'\| {name} \|( {ci} \|){{8}} \d+ \| 0\.\d\d \|', text), name  # tuned
+    assert re.search(rf'\| {name} \| large \| [\d.]+-[\d.]+ \|( {ci} \|){{4}} \d+ \|', text)
+    assert re.search(rf'\| {name} \|( {ci} \|){{2}} {n_test} \|', text), name  # faithfulness
+    assert re.search(rf'- {name}: EHR-AUC (yes|no), pointing game (yes|no), relevance mass '
+                     '(yes|no)', text)
+    assert re.search(rf'\| {name} \| cascading \| \S+ \|( {signed} \|){{2}} 16 \|', text)
+  assert re.search(rf'\| {report.BASELINE} \|( {ci} \|){{7}} \d+ \| 8x8 uniform \| 0 \|', text)
+  assert re.search(rf'\| EHR-AUC \| vgg_tiny - resnet_tiny \| {signed} \| wilcoxon \|', text)
+  assert re.search(rf'\| pointing game \| (n/a|{signed}) \| (n/a|{signed}) \|', text)
+  assert re.search(r'\| repeatability \| resnet_tiny \| resnet_tiny \(seed \+1\) \|', text)
+  assert len(re.findall(r'\| reproducibility \|', text)) == 3
+  for figure in ('overlays.png', 'sanity.png', 'metrics_by_depth.png'):
+    assert f']({figure})' in text
+    assert os.path.getsize(os.path.join(workdir, figure)) > 10_000
+  for name in names + ['resnet_tiny_seed+1']:
     assert os.path.exists(os.path.join(workdir, 'models', name, 'checkpoint', 'model.json'))
 
   # launch.report rebuilds the same report from config.json and records.csv alone.
@@ -49,7 +61,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data_dir):
 
   logs.clear()
   again = run_study(config, workdir, log=logs.append)
-  assert sum('checkpoint found, not retraining' in m for m in logs) == 3
+  assert sum('checkpoint found, not retraining' in m for m in logs) == 4
   pd.testing.assert_frame_equal(again, records, check_exact=False, rtol=1e-6, check_dtype=False)
   assert (again['flags'] == records['flags']).all()
 

@@ -1,4 +1,5 @@
-"""Figures: an overlay grid of images, lesion contours and each model's heat map."""
+"""Figures: overlays of heat maps on images with lesion contours, sanity-check curves and
+metrics against depth."""
 
 from __future__ import annotations
 
@@ -30,6 +31,43 @@ def overlay_grid(images: np.ndarray, masks: np.ndarray, heatmaps: dict[str, np.n
       if i == 0:
         ax.set_title(title, fontsize=8)
     axes[i, 0].set_ylabel(ids[i], fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def sanity_curves(sanity, path: str) -> None:
+  """Mean SSIM and Spearman of original vs randomised maps per randomisation step, one line per
+  model and mode (step 0 = nothing randomised beyond the first block, see ``scoring.sanity``)."""
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), squeeze=False)
+  for ax, column in zip(axes[0], ('ssim', 'spearman')):
+    for (model, mode), group in sanity.groupby(['model', 'mode'], sort=False):
+      means = group.groupby('step', sort=True)[column].mean()
+      ax.plot(means.index, means.to_numpy(), marker='o', markersize=3, label=f'{model} ({mode})')
+    ax.axhline(0, color='grey', linewidth=0.6)
+    ax.set_xlabel('blocks randomised (from the logits down)')
+    ax.set_ylabel(f'mean {column}')
+    ax.set_ylim(-0.2, 1.05)
+  axes[0, 1].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def metrics_by_depth(models_table, depth: dict, metrics: list[str], path: str) -> None:
+  """One panel per metric: each model's value with its 95% CI against its depth."""
+  fig, axes = plt.subplots(1, len(metrics), figsize=(2.8 * len(metrics), 2.9), squeeze=False)
+  for ax, metric in zip(axes[0], metrics):
+    rows = models_table[models_table['metric'] == metric]
+    for _, r in rows.iterrows():
+      x = depth[r['model']]
+      ax.errorbar([x], [r['value']], yerr=[[r['value'] - r['low']], [r['high'] - r['value']]],
+                  fmt='o', capsize=3)
+      ax.annotate(r['model'], (x, r['value']), fontsize=6, xytext=(3, 3),
+                  textcoords='offset points')
+    ax.set_title(metric, fontsize=8)
+    ax.set_xlabel('depth (weight layers)', fontsize=7)
+    ax.tick_params(labelsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

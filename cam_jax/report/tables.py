@@ -1,17 +1,34 @@
-"""Markdown tables of the study: classification and CAM localisation, each value with its CI."""
+"""Markdown tables of a study: each value with its CI, one row per model (or pair, or stratum)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
 from cam_jax.scoring.statistics import format_ci
-from cam_jax.scoring.summary import LOCALISATION_METRICS
 
-_TITLES = {'accuracy': 'accuracy', 'roc_auc': 'ROC-AUC', 'ehr_auc': 'EHR-AUC',
-           'pointing_game': 'pointing game', 'iou': 'IoU@0.5', 'dice': 'Dice@0.5'}
+TITLES = {
+    'accuracy': 'accuracy', 'roc_auc': 'ROC-AUC', 'pr_auc': 'PR-AUC', 'f1': 'F1',
+    'sensitivity': 'sensitivity', 'specificity': 'specificity',
+    'ehr_auc': 'EHR-AUC', 'pointing_game': 'pointing game',
+    'pointing_game_weighted': 'pointing game (size-weighted)',
+    'relevance_mass': 'relevance mass', 'relevance_mass_weighted': 'relevance mass (weighted)',
+    'relevance_rank': 'relevance rank', 'top_k': 'top-k', 'iou': 'IoU@0.5', 'dice': 'Dice@0.5',
+    'iou_otsu': 'IoU (Otsu)', 'dice_otsu': 'Dice (Otsu)', 'iou_tuned': 'IoU (tuned)',
+    'dice_tuned': 'Dice (tuned)', 'pixel_roc_auc': 'pixel ROC-AUC',
+    'pixel_pr_auc': 'pixel PR-AUC', 'deletion_auc': 'deletion AUC (lower better)',
+    'insertion_auc': 'insertion AUC', 'road_morf': 'ROAD MoRF (lower better)',
+    'road_lerf': 'ROAD LeRF', 'ssim': 'SSIM', 'spearman': 'Spearman',
+}
 
 
-def _cell(summary: pd.DataFrame, metric: str) -> str:
+def title(metric: str) -> str:
+  return TITLES.get(metric, metric)
+
+
+def cell(summary: pd.DataFrame, metric: str) -> str:
+  """'value [low, high]' of ``metric`` in a summary table, 'n/a' when absent."""
   row = summary[summary['metric'] == metric]
   if row.empty:
     return 'n/a'
@@ -19,36 +36,79 @@ def _cell(summary: pd.DataFrame, metric: str) -> str:
   return format_ci(r['value'], r['low'], r['high'])
 
 
-def _count(summary: pd.DataFrame, metric: str) -> int:
+def count(summary: pd.DataFrame, metric: str) -> int:
   row = summary[summary['metric'] == metric]
   return 0 if row.empty else int(row.iloc[0]['n'])
 
 
-def _markdown(header: list[str], rows: list[list]) -> str:
+def markdown(header: Sequence[str], rows: list[list]) -> str:
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in r) + ' |' for r in rows]
   return '\n'.join(lines)
 
 
-def classification_table(summaries: dict[str, pd.DataFrame]) -> str:
-  """One row per model: accuracy and ROC-AUC over the whole test split."""
-  rows = [[m, _cell(s, 'accuracy'), _cell(s, 'roc_auc'), _count(s, 'accuracy')]
-          for m, s in summaries.items()]
-  return _markdown(['model', _TITLES['accuracy'], _TITLES['roc_auc'], 'n'], rows)
-
-
-def cam_table(summaries: dict[str, pd.DataFrame], layers: dict[str, str]) -> str:
-  """One row per model (and the baseline): every localisation metric over images with a mask."""
-  rows = []
-  for m, s in summaries.items():
-    flagged = s[s['metric'] == 'flagged']
-    rows.append([m, layers.get(m, ''), *(_cell(s, k) for k in LOCALISATION_METRICS),
-                 _count(s, 'ehr_auc'), int(flagged.iloc[0]['value']) if len(flagged) else 0])
-  return _markdown(['heat map', 'layer', *(_TITLES[k] for k in LOCALISATION_METRICS), 'n',
-                    'flagged'], rows)
+def metric_table(summaries: dict[str, pd.DataFrame], metrics: Sequence[str], *,
+                 first: str = 'model', extra: dict[str, dict[str, str]] | None = None) -> str:
+  """One row per model: ``metrics`` with CIs, then ``n`` (of the first metric), then ``extra``
+  columns (column title -> model -> text). Metrics no model has are left out."""
+  metrics = [m for m in metrics if any((s['metric'] == m).any() for s in summaries.values())]
+  extra = extra or {}
+  rows = [[name, *(cell(s, m) for m in metrics), count(s, metrics[0]) if metrics else 0,
+           *(column.get(name, '') for column in extra.values())]
+          for name, s in summaries.items()]
+  return markdown([first, *map(title, metrics), 'n', *extra], rows)
 
 
 def beats_baseline(summary: pd.DataFrame, baseline: pd.DataFrame, metric: str) -> bool:
   """True when the metric's CI lies wholly above the baseline's CI (non-overlapping)."""
   a, b = summary[summary['metric'] == metric], baseline[baseline['metric'] == metric]
   return bool(len(a) and len(b) and a.iloc[0]['low'] > b.iloc[0]['high'])
+
+
+def by_size_table(by_size: dict[str, pd.DataFrame], metrics: Sequence[str]) -> str:
+  """Rows model x lesion-size tercile (with its mask-fraction range): ``metrics`` with CIs."""
+  rows = []
+  for name, table in by_size.items():
+    for stratum, group in table.groupby('stratum', sort=False):
+      span = f'{group["fraction_low"].iloc[0]:.3f}-{group["fraction_high"].iloc[0]:.3f}'
+      rows.append([name, stratum, span, *(cell(group, m) for m in metrics),
+                   count(group, metrics[0])])
+  return markdown(['model', 'lesion size', 'mask fraction', *map(title, metrics), 'n'], rows)
+
+
+def paired_table(paired: pd.DataFrame, metrics: Sequence[str]) -> str:
+  """Pairwise differences a - b with paired bootstrap CIs, test p and Holm-adjusted p."""
+  rows = []
+  for _, r in paired[paired['metric'].isin(metrics)].iterrows():
+    rows.append([title(r['metric']), f'{r["a"]} - {r["b"]}',
+                 format_ci(r['difference'], r['low'], r['high']), r['test'],
+                 _p(r['p']), _p(r['p_holm']), int(r['n'])])
+  return markdown(['metric', 'pair', 'difference [95% CI]', 'test', 'p', 'p (Holm)', 'n'], rows)
+
+
+def correlation_table(correlation: pd.DataFrame) -> str:
+  """Spearman rho across models of depth and of accuracy against each metric, with CIs."""
+  rows = []
+  for metric, group in correlation.groupby('metric', sort=False):
+    cells = {}
+    for _, r in group.iterrows():
+      cells[r['x']] = ('n/a' if pd.isna(r['rho']) else
+                       format_ci(r['rho'], r['low'], r['high'], digits=2))
+    rows.append([title(metric), cells.get('depth', 'n/a'), cells.get('accuracy', 'n/a')])
+  return markdown(['metric', 'rho(depth, metric)', 'rho(accuracy, metric)'], rows)
+
+
+def _p(p) -> str:
+  return 'n/a' if pd.isna(p) else ('< 1e-4' if p < 1e-4 else f'{p:.4f}')
+
+
+def mean_ci_table(frame: pd.DataFrame, by: Sequence[str], values: Sequence[str],
+                  ci: Callable) -> str:
+  """Rows grouped by ``by``: the mean of each ``values`` column with ``ci(values) -> (point,
+  low, high)`` and the group size."""
+  rows = []
+  for key, group in frame.groupby(list(by), sort=False):
+    key = key if isinstance(key, tuple) else (key,)
+    rows.append([*key, *(format_ci(*ci(group[v].to_numpy())) for v in values), len(group)])
+  return markdown([*by, *map(title, values), 'n'], rows)
+

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from cam_jax import cams
 from cam_jax.scoring import localisation, similarity
-from cam_jax.scoring.driver import _batches
+from cam_jax.scoring.driver import as_batches
 from cam_jax.train import checkpoint, mesh as mesh_lib
 
 
@@ -53,7 +53,7 @@ def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
   step = jax.jit(step, in_shardings=(rep, rep, dat, dat), out_shardings=dat)
   state_a, state_b = jax.device_put((state_a, state_b), rep)
   frames = []
-  for batch in tqdm(_batches(dataset, batch_size), desc=f'agreement {method}',
+  for batch in tqdm(as_batches(dataset, batch_size), desc=f'agreement {method}',
                     disable=not progress, unit='batch'):
     images = mesh_lib.shard_batch({'image': batch['image']}, mesh)['image']
     targets = jax.device_put(jnp.full((images.shape[0],), target, jnp.int32), dat)

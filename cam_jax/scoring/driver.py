@@ -1,14 +1,19 @@
 """Whole-data-set scoring: CAM, postprocess and every metric fused in one jitted pass per batch.
 
-Only per-image numbers leave the device. ``score`` is the public entry point
-(``cam_jax.score``); ``random_baseline`` scores random heat maps the same way, the floor a CAM
-has to beat.
+Only per-image numbers leave the device; host memory holds the records, never the maps.
+``score`` is the public entry point (``cam_jax.score``); ``random_baseline`` scores random heat
+maps the same way, the floor a CAM has to beat.
+
+Metric groups (``metrics=``): ``'localisation'`` (every metric of
+``scoring.localisation.localisation_metrics``, against the lesion mask), ``'deletion_insertion'``
+(RISE, 2 x (n_steps + 1) extra forward passes per image) and ``'road'`` (ROAD, 2 x len(fractions)
+extra forward passes); see ``scoring.faithfulness``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,96 +23,199 @@ from flax import nnx
 from tqdm import tqdm
 
 from cam_jax import cams, data
-from cam_jax.scoring import localisation, summary as summary_lib
-from cam_jax.scoring.summary import LOCALISATION_METRICS
+from cam_jax.scoring import faithfulness, localisation, summary as summary_lib
 from cam_jax.train import checkpoint, mesh as mesh_lib
 from cam_jax.train.step import positive_probability
+
+LOCALISATION, DELETION_INSERTION, ROAD = 'localisation', 'deletion_insertion', 'road'
+METRIC_GROUPS = (LOCALISATION, DELETION_INSERTION, ROAD)
+DEFAULT_METRICS = (LOCALISATION,)
+GRIDS = {'iou_grid': 'iou', 'dice_grid': 'dice'}  # per-threshold vectors -> columns iou@0.05, ...
+
+
+_COLUMN_ORDER = ('id', 'label', 'has_mask', 'prob', *summary_lib.LOCALISATION_METRICS,
+                 'otsu_threshold', 'mask_fraction', *summary_lib.FAITHFULNESS_METRICS)
 
 
 @dataclasses.dataclass
 class ScoreResult:
-  records: pd.DataFrame   # one row per image: id, label, prob, has_mask, metrics, flags
+  records: pd.DataFrame   # one row per image: id, label, has_mask, prob, metrics, flags
   summary: pd.DataFrame   # one row per metric: value with a bootstrap 95% CI
+  by_size: pd.DataFrame   # localisation metrics per lesion-size tercile, with CIs
 
 
-def _fused_metrics(heat, masks, flags):
-  out = jax.vmap(localisation.localisation_metrics)(heat, masks)
+def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+  metrics = tuple(metrics)
+  unknown = [m for m in metrics if m not in METRIC_GROUPS]
+  if unknown:
+    raise ValueError(f'unknown metric group(s) {", ".join(map(repr, unknown))}; choose from: '
+                     + ', '.join(METRIC_GROUPS))
+  return metrics
+
+
+def _localisation(heat, masks, flags, top_k):
+  out = jax.vmap(lambda h, m: localisation.localisation_metrics(h, m, top_k=top_k))(heat, masks)
   out['flags'] = out['flags'] | flags
   return out
 
 
-def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, **cam_options):
-  """(jitted ``step(state, images, masks, targets) -> per-image dict``, state, layer);
-  ``cam_options`` go to ``cams.heat_function`` (aug_smooth, eigen_smooth, chunk)."""
-  heat_fn, state, layer = cams.heat_function(model, method, layer, **cam_options)
+def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
+                    metrics: Sequence[str] = DEFAULT_METRICS, top_k: int | None = None,
+                    deletion_steps: int = 16, road_fractions: Sequence[float] | None = None,
+                    **cam_options):
+  """(jitted ``step(state, images, masks, targets, keys) -> per-image dict``, state, layer).
 
-  def step(state, images, masks, targets):
+  ``cam_options`` go to ``cams.heat_function`` (aug_smooth, eigen_smooth, chunk). Faithfulness
+  metrics explain the same targets with the model's probability (``faithfulness``).
+  """
+  metrics = check_metrics(metrics)
+  heat_fn, state, layer = cams.heat_function(model, method, layer, **cam_options)
+  graphdef = nnx.graphdef(model)
+  road_kw = {} if road_fractions is None else {'fractions': tuple(road_fractions)}
+
+  def step(state, images, masks, targets, keys):
     heat, flags, logits = heat_fn(state, images, targets)
-    return {**_fused_metrics(heat, masks, flags), 'prob': positive_probability(logits)}
+    out = {'prob': positive_probability(logits), 'flags': flags}
+    if LOCALISATION in metrics:
+      out.update(_localisation(heat, masks, flags, top_k))
+
+    def predict(x):
+      return nnx.merge(graphdef, state)(x, train=False)
+
+    if DELETION_INSERTION in metrics:
+      out.update(faithfulness.deletion_insertion(predict, images, heat, targets,
+                                                 n_steps=deletion_steps))
+    if ROAD in metrics:
+      out.update(faithfulness.road(predict, images, heat, targets, keys, **road_kw))
+    return out
 
   rep, dat = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  fn = jax.jit(step, in_shardings=(rep, dat, dat, dat), out_shardings=dat)
+  fn = jax.jit(step, in_shardings=(rep, dat, dat, dat, dat), out_shardings=dat)
   return fn, jax.device_put(state, rep), layer
 
 
-def _batches(dataset, batch_size: int) -> Iterable[dict]:
+def as_batches(dataset, batch_size: int) -> Iterable[dict]:
+  """Eval batches of a random-access source (``data.eval_batches``); an iterable of batches
+  as it is."""
   if hasattr(dataset, '__getitem__') and hasattr(dataset, '__len__'):
     return data.eval_batches(dataset, batch_size=batch_size)
   return dataset
 
 
-def _stream(batches: Iterable[dict], device_fn: Callable, mesh, progress: bool, desc: str):
-  rows = []
+def _frame(batch: dict, out: dict, mask_keys: frozenset) -> pd.DataFrame:
+  """The valid rows of one batch as records; mask metrics are NaN where there is no lesion."""
+  valid = np.asarray(batch['valid'], bool)
+  has_mask = np.asarray(batch['mask']).reshape(len(valid), -1).any(axis=1)
+  columns = {'id': np.asarray(batch['id']).astype(str),
+             'label': np.asarray(batch['label']).astype(int), 'has_mask': has_mask}
+  for key, value in out.items():
+    value = np.asarray(value)
+    if key == 'flags':
+      continue
+    if key in GRIDS:
+      for j, t in enumerate(localisation.THRESHOLDS):
+        columns[summary_lib.grid_column(GRIDS[key], t)] = np.where(has_mask, value[:, j], np.nan)
+    elif key in mask_keys:
+      columns[key] = np.where(has_mask, value.astype(np.float64), np.nan)
+    else:
+      columns[key] = value.astype(np.float64)
+  columns['flags'] = [localisation.flag_names(int(f)) if h else '' for f, h in
+                      zip(np.asarray(out['flags']), has_mask)]
+  frame = pd.DataFrame(columns)[valid]
+  first = [c for c in _COLUMN_ORDER if c in frame]
+  return frame[first + [c for c in frame if c not in first and c != 'flags'] + ['flags']]
+
+
+def _stream(batches: Iterable[dict], device_fn: Callable, mesh, progress: bool, desc: str,
+            mask_keys: frozenset) -> pd.DataFrame:
+  frames = []
   for i, batch in enumerate(tqdm(batches, desc=desc, disable=not progress, unit='batch')):
     sharded = mesh_lib.shard_batch({'image': batch['image'], 'mask': batch['mask']}, mesh)
     out = jax.device_get(device_fn(i, sharded['image'], sharded['mask']))
-    valid = np.asarray(batch['valid'], bool)
-    has_mask = np.asarray(batch['mask']).reshape(len(valid), -1).any(axis=1)
-    frame = pd.DataFrame({'id': np.asarray(batch['id']).astype(str),
-                          'label': np.asarray(batch['label']).astype(int),
-                          'has_mask': has_mask})
-    if 'prob' in out:
-      frame['prob'] = np.asarray(out['prob'], np.float64)
-    for m in LOCALISATION_METRICS:
-      frame[m] = np.where(has_mask, np.asarray(out[m], np.float64), np.nan)
-    frame['flags'] = [localisation.flag_names(int(f)) if h else ''
-                      for f, h in zip(np.asarray(out['flags']), has_mask)]
-    rows.append(frame[valid])
-  return pd.concat(rows, ignore_index=True)
+    frames.append(_frame(batch, out, mask_keys))
+  if not frames:
+    raise ValueError('the data set yielded no batches: nothing to score')
+  return pd.concat(frames, ignore_index=True)
+
+
+def _mask_keys() -> frozenset:
+  shapes = jax.eval_shape(localisation.localisation_metrics,
+                          jax.ShapeDtypeStruct((8, 8), jnp.float32),
+                          jax.ShapeDtypeStruct((8, 8), jnp.bool_))
+  return frozenset(k for k in shapes if k != 'flags')
+
+
+def _result(records, n_resamples, seed, tuned_threshold):
+  return ScoreResult(
+      records,
+      summary_lib.summarise(records, n_resamples=n_resamples, seed=seed,
+                            tuned_threshold=tuned_threshold),
+      summary_lib.by_lesion_size(records, n_resamples=n_resamples, seed=seed))
+
+
+def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | None = None,
+                  target: int = 1, metrics: Sequence[str] = DEFAULT_METRICS,
+                  batch_size: int = 64, mesh=None, seed: int = 0, top_k: int | None = None,
+                  deletion_steps: int = 16, road_fractions: Sequence[float] | None = None,
+                  **cam_options) -> Callable[..., pd.DataFrame]:
+  """``stream(dataset, progress=False) -> records``: the per-image records of ``score``, from a
+  step compiled once and reused for every data set streamed (arguments as in ``score``)."""
+  metrics = check_metrics(metrics)
+  mesh = mesh or mesh_lib.make_mesh()
+  mesh_lib.check_batch_size(batch_size, mesh)
+  fn, state, _ = make_score_step(model, method, layer, mesh, metrics=metrics, top_k=top_k,
+                                 deletion_steps=deletion_steps, road_fractions=road_fractions,
+                                 **cam_options)
+  key, dat = jax.random.key(seed), mesh_lib.data_sharded(mesh)
+  image_keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)), out_shardings=dat)
+  mask_keys = _mask_keys()
+
+  def device_fn(i, images, masks):
+    n = images.shape[0]
+    targets = jax.device_put(jnp.full((n,), target, jnp.int32), dat)
+    # ROAD's noise: one key per image from its position in the stream, whatever the batch size
+    return fn(state, images, masks, targets, image_keys(jnp.arange(i * n, (i + 1) * n)))
+
+  def stream(dataset, progress: bool = False) -> pd.DataFrame:
+    return _stream(as_batches(dataset, batch_size), device_fn, mesh, progress,
+                   f'score {method}', mask_keys)
+
+  return stream
 
 
 def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
-          target: int = 1, batch_size: int = 64, mesh=None, progress: bool = True,
-          n_resamples: int = 2000, seed: int = 0, **cam_options) -> ScoreResult:
-  """Scores ``method`` heat maps of ``model`` against the lesion masks of ``dataset``.
+          target: int = 1, metrics: Sequence[str] = DEFAULT_METRICS, batch_size: int = 64,
+          mesh=None, progress: bool = True, n_resamples: int = 2000, seed: int = 0,
+          tuned_threshold: float | None = None, top_k: int | None = None,
+          deletion_steps: int = 16, road_fractions: Sequence[float] | None = None,
+          **cam_options) -> ScoreResult:
+  """Scores ``method`` heat maps of ``model`` on ``dataset`` in one streaming pass.
 
   ``model``: an ``nnx.Module`` with weights or a checkpoint directory. ``dataset``: a
   random-access source of records (``image`` uint8, ``mask``, ``label``, ``id``) or an iterable
   of batches shaped like ``cam_jax.data.eval_batches``. ``target``: the explained sign or class
-  for every image (``cams.PREDICTED`` for the prediction). Images without a lesion get
-  classification numbers only. ``cam_options``: ``aug_smooth``, ``eigen_smooth``, ``chunk``
-  (see ``cams.heat_function``).
+  for every image (``cams.PREDICTED`` for the prediction). ``metrics``: metric groups (see the
+  module docstring). Images without a lesion get no localisation numbers (NaN).
+  ``tuned_threshold``: a threshold from ``localisation.THRESHOLDS`` chosen on validation
+  (``summary.tune_threshold``), reported as ``iou_tuned`` / ``dice_tuned``. ``top_k``: k of the
+  top-k intersection. ``deletion_steps``, ``road_fractions``: see ``scoring.faithfulness``.
+  ``cam_options``: ``aug_smooth``, ``eigen_smooth``, ``chunk`` (see ``cams.heat_function``).
   """
   if isinstance(model, str):
     model, _ = checkpoint.load(model)
-  mesh = mesh or mesh_lib.make_mesh()
-  mesh_lib.check_batch_size(batch_size, mesh)
-  batches = _batches(dataset, batch_size)
-  fn, state, _ = make_score_step(model, method, layer, mesh, **cam_options)
-
-  def device_fn(i, images, masks):
-    del i
-    targets = jax.device_put(jnp.full((images.shape[0],), target, jnp.int32),
-                             mesh_lib.data_sharded(mesh))
-    return fn(state, images, masks, targets)
-
-  records = _stream(batches, device_fn, mesh, progress, desc=f'score {method}')
-  return ScoreResult(records, summary_lib.summarise(records, n_resamples=n_resamples, seed=seed))
+  stream = record_stream(model, method=method, layer=layer, target=target, metrics=metrics,
+                         batch_size=batch_size, mesh=mesh, seed=seed, top_k=top_k,
+                         deletion_steps=deletion_steps, road_fractions=road_fractions,
+                         **cam_options)
+  return _result(stream(dataset, progress), n_resamples, seed, tuned_threshold)
 
 
 def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
-                    progress: bool = True, n_resamples: int = 2000, seed: int = 0) -> ScoreResult:
-  """Uniform random maps on a ``grid`` x ``grid`` lattice, postprocessed and scored like a CAM."""
+                    progress: bool = True, n_resamples: int = 2000, seed: int = 0,
+                    tuned_threshold: float | None = None,
+                    top_k: int | None = None) -> ScoreResult:
+  """Uniform random maps on a ``grid`` x ``grid`` lattice, postprocessed and scored like a CAM
+  (localisation metrics only: a random map has no model to be faithful to)."""
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_size(batch_size, mesh)
   key = jax.random.key(seed)
@@ -116,11 +224,12 @@ def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
   def fn(key, masks):
     raw = jax.random.uniform(key, (masks.shape[0], grid, grid))
     heat, flags = cams.postprocess(raw, masks.shape[1:3])
-    return _fused_metrics(heat, masks, flags)
+    return _localisation(heat, masks, flags, top_k)
 
   def device_fn(i, images, masks):
     del images
     return fn(jax.random.fold_in(key, i), masks)
 
-  records = _stream(_batches(dataset, batch_size), device_fn, mesh, progress, desc='random')
-  return ScoreResult(records, summary_lib.summarise(records, n_resamples=n_resamples, seed=seed))
+  records = _stream(as_batches(dataset, batch_size), device_fn, mesh, progress, 'random',
+                    _mask_keys())
+  return _result(records, n_resamples, seed, tuned_threshold)

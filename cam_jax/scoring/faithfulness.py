@@ -226,7 +226,7 @@ def noisy_linear_imputation(image: jax.Array, removed: jax.Array, key: jax.Array
 
 
 def road(predict: Predict, images: jax.Array, heat: jax.Array, targets: jax.Array,
-         key: jax.Array, *, fractions: Sequence[float] = ROAD_FRACTIONS,
+         keys: jax.Array, *, fractions: Sequence[float] = ROAD_FRACTIONS,
          noise_std: float = ROAD_NOISE_STD,
          iterations: int = CG_ITERATIONS) -> dict[str, jax.Array]:
   """ROAD with noisy linear imputation (Rong et al., ICML 2022), per image.
@@ -239,13 +239,16 @@ def road(predict: Predict, images: jax.Array, heat: jax.Array, targets: jax.Arra
   LeRF at p removes the 1 - p least relevant; over fractions symmetric about 0.5 (the default)
   the mean is the same up to one pixel of rounding per fraction.
 
-  ``key`` draws the noise (folded with the fraction and order, split over images).
+  ``keys``: one PRNG key per image (B,), folded with the fraction and order to draw that
+  image's noise, so an image's value does not depend on the batch it comes in.
   Returns ``{'road_morf': (B,), 'road_lerf': (B,)}``, in [0, 1].
   """
   targets = _check(images, heat, targets)
   if not fractions or not all(0 < p < 1 for p in fractions):
     raise ValueError(f'fractions must be a non-empty sequence in (0, 1), got {fractions}')
   b, h, w = heat.shape
+  if keys.shape != (b,):
+    raise ValueError(f'keys must hold one PRNG key per image, shape ({b},), got {keys.shape}')
   counts = [int(p * h * w) for p in fractions]
   ranks = _ranks(heat)
   num_logits = jax.eval_shape(predict, images).shape[-1]
@@ -257,8 +260,8 @@ def road(predict: Predict, images: jax.Array, heat: jax.Array, targets: jax.Arra
   def score(case):
     index, lerf, count = case
     removed = jnp.where(lerf, ranks >= h * w - count, ranks < count)
-    keys = jax.random.split(jax.random.fold_in(key, index), b)
-    return target_probability(predict(impute(images, removed, keys)), targets)
+    case_keys = jax.vmap(lambda k: jax.random.fold_in(k, index))(keys)
+    return target_probability(predict(impute(images, removed, case_keys)), targets)
 
   n = len(fractions)
   cases = (jnp.arange(2 * n), jnp.arange(2 * n) >= n, jnp.array(counts * 2, jnp.int32))

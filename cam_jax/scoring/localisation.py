@@ -1,14 +1,33 @@
-"""Per-image heat-map-vs-lesion-mask localisation metrics, in pure jnp.
+"""Per-image localisation metrics of a heat map against a lesion mask, in pure jnp.
 
-Every function takes one heat map ``heat`` (float (H, W), expected in [0, 1],
-already ReLU'd and min-max normalised) and one ``mask`` (bool (H, W)) and
-returns jnp scalars.  Degenerate inputs are handled with ``jnp.where``, so all
-functions are jit-able and ``jax.vmap``-able and never return NaN for finite
-inputs.
+``localisation_metrics(heat, mask)`` takes one heat map (float (H, W), expected in [0, 1], already
+ReLU'd and min-max normalised; negative and NaN pixels count as 0) and one mask (bool (H, W)) and
+returns a dict of jnp scalars (``iou_grid`` and ``dice_grid`` are (19,) vectors over
+``THRESHOLDS``). It is jitted (``top_k`` static), ``jax.vmap``-able, and never returns NaN:
+degenerate inputs get the defined values listed below.
+
+Every rank-based metric (EHR quantiles, pointing game, relevance rank, top-k, ROC-AUC, PR-AUC,
+the threshold grid, Otsu's histogram) reads ONE ascending sort per image. Its key packs the heat's
+IEEE bit pattern (which orders like the value for non-negative floats) and the mask bit into one
+uint32, ``bits * 2 + mask``: XLA's CPU sort is several times faster on one integer operand than on
+floats or on several operands, and within a run of equal heat the outside-mask pixels come first.
+Ties are exact: tie groups are found from the sorted bits with a running-max scan, and a rank cut
+that falls inside a tie group scores the expected value over the orders of that group.
+
+Degenerate cases: with an empty mask every metric of overlap with it is 0, except
+``pixel_roc_auc`` (0.5, chance: ROC-AUC is undefined with one class); a full mask scores
+``pixel_roc_auc`` 0.5 and ``pixel_pr_auc`` 1 (as sklearn's ``average_precision_score``). A map
+with no pixel >= 0.1 has ``ehr_auc`` 0 and ``FLAG_NO_HEAT``; a constant map is a pointing-game
+miss with ``FLAG_CONSTANT``, and its Otsu binarisation is empty.
 """
+
+from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 FLAG_NO_HEAT = 1  # no pixel with heat >= 0.1 (EHR-AUC is 0)
 FLAG_CONSTANT = 2  # heat map constant (max == min): pointing game is a miss
@@ -16,104 +35,344 @@ FLAG_NONFINITE = 4  # set by the CAM postprocess when the raw map had NaN/inf
 FLAG_NAMES = {FLAG_NO_HEAT: 'no_heat', FLAG_CONSTANT: 'constant', FLAG_NONFINITE: 'nonfinite'}
 
 EHR_MIN_HEAT = 0.1
-_N_QUANTILES = 11  # q = 0, 0.1, ..., 1.0
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05, 0.10, ..., 0.95
+TOP_K_FRACTION = 0.02  # default k of the top-k intersection: 2 % of the pixels
+MAX_PIXELS = 2 ** 23  # Otsu's histogram sums stay exact in int32 below this
+_N_QUANTILES = 11  # EHR: q = 0, 0.1, ..., 1.0
+_AT_HALF = THRESHOLDS.index(0.5)
+_OTSU_TIE = 2.0 ** -40  # relative gap under which two Otsu variances count as a tie
 
 
 def flag_names(bits: int) -> str:
-    """Names of the known flags set in ``bits``, joined by '|' ('' for 0)."""
-    return '|'.join(name for bit, name in sorted(FLAG_NAMES.items()) if int(bits) & bit)
+  """Names of the known flags set in ``bits``, joined by '|' ('' for 0)."""
+  return '|'.join(name for bit, name in sorted(FLAG_NAMES.items()) if int(bits) & bit)
 
 
-def _sort_nonnegative(values):
-    """Ascending sort of float32 values >= 0 (and +inf) via their int32 bit patterns.
-
-    For non-negative IEEE floats the bit pattern orders exactly like the value, and
-    XLA's CPU sort is several times faster on integers than on floats.
-    """
-    bits = jnp.sort(jax.lax.bitcast_convert_type(values.astype(jnp.float32), jnp.int32))
-    return jax.lax.bitcast_convert_type(bits, jnp.float32)
+def default_top_k(n_pixels: int) -> int:
+  """k of the top-k intersection when none is given: round(0.02 * pixels), at least 1."""
+  return max(1, round(TOP_K_FRACTION * n_pixels))
 
 
-def _subset_quantiles(values, subset, n_steps):
-    """Linear-interpolation quantiles at q = k/(n_steps-1) of ``values[subset]``.
-
-    ``values[subset]`` must be >= 0 (heat maps are).  Matches
-    ``np.quantile(values[subset], q)`` (method 'linear'); the position
-    q*(n-1) is computed exactly in integers.  Returns zeros when the subset is
-    empty.
-    """
-    n = jnp.sum(subset)
-    last = jnp.maximum(n - 1, 0)
-    ordered = _sort_nonnegative(jnp.where(subset, values, jnp.inf))
-    ordered = jnp.where(jnp.isfinite(ordered), ordered, 0.0)
-    scaled = jnp.arange(n_steps) * last
-    lo = scaled // (n_steps - 1)
-    frac = (scaled % (n_steps - 1)) / (n_steps - 1)
-    hi = jnp.minimum(lo + 1, last)
-    return ordered[lo] + frac * (ordered[hi] - ordered[lo])
+def checked_top_k(heat_shape, mask_shape, top_k: int | None) -> int:
+  """The k of one image's metrics, after checking that heat and mask are one (H, W) image of at
+  most ``MAX_PIXELS`` pixels and that ``top_k`` is None or an int in [1, H * W]."""
+  if len(heat_shape) != 2 or tuple(mask_shape) != tuple(heat_shape):
+    raise ValueError(f'heat and mask must both be (H, W); got {heat_shape} and {mask_shape}')
+  n = heat_shape[0] * heat_shape[1]
+  if n > MAX_PIXELS:
+    raise ValueError(f'heat maps are limited to {MAX_PIXELS} pixels; got {heat_shape}')
+  k = default_top_k(n) if top_k is None else top_k
+  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+    raise ValueError(f'top_k must be an int in [1, {n}] (the pixel count); got {top_k!r}')
+  return int(k)
 
 
-def ehr_auc(heat, mask):
-    """Effective Heat Ratio AUC (Qiu, Rivaz & Xiao, MLMI 2023; Wollek et al. 2023).
+@functools.partial(jax.jit, static_argnames='top_k')
+def localisation_metrics(heat, mask, *, top_k: int | None = None) -> dict:
+  """Every localisation metric of one heat map against one mask (see the module docstring).
 
-    Heat below 0.1 is zeroed; for q in 0, 0.1, ..., 1 the threshold is
-    t(q) = min(quantile_q(heat >= 0.1), 0.99 * max heat) and the ratio is the
-    heat inside the mask at pixels >= t over the number of pixels >= t.  The
-    value is the trapezoid area of the ratio over q, in [0, 1].
+  Keys:
+    ehr_auc: Effective Heat Ratio AUC (Qiu, Rivaz & Xiao, MLMI 2023): heat below 0.1 is zeroed;
+      for q = 0, 0.1, ..., 1, t(q) = min(quantile_q(heat >= 0.1), 0.99 * max) and the ratio is the
+      heat inside the mask at pixels >= t over the number of pixels >= t; trapezoid area over q.
+    pointing_game: Zhang et al. (IJCV 2018, "Top-down neural attention by excitation backprop"):
+      1 when the maximum lies in the mask; pixels tied at the maximum score the fraction of them in
+      the mask; a constant map is a miss.
+    pointing_game_weighted: pointing_game * (1 - mask area / image area), the size-weighted form.
+    relevance_mass: heat inside the mask / total heat (Wang et al., CVPRW 2020, Score-CAM's
+      energy-based pointing game; Arras, Osman & Samek, Information Fusion 2022, CLEVR-XAI's
+      relevance mass accuracy); 0 when the total is 0.
+    relevance_mass_weighted: relevance_mass * image area / mask area, the weighted attribution
+      localisation mu_w = mu * S_tot / S_in of Kohlbrenner et al. (IJCNN 2020, "Towards best
+      practice in explaining neural network decisions with LRP"); 1 is chance level.
+    relevance_rank: Arras et al. (2022): with K = mask pixels, the fraction of the K highest-heat
+      pixels inside the mask.
+    top_k: top-k intersection (Theiner, Müller-Budack & Ewerth, "Interpretable semantic photo
+      geolocation", WACV 2022): the fraction of the k highest-heat pixels inside the mask;
+      k = ``top_k`` or ``default_top_k(H * W)``.
+    iou, dice: IoU (Jaccard) and Dice of heat >= 0.5 against the mask (0 when both are empty).
+    iou_grid, dice_grid: the same at every threshold of ``THRESHOLDS``, to tune one on validation
+      data (Saporta et al., Nature Machine Intelligence 2022, CheXlocalize): ``tuned_threshold``.
+    otsu_threshold, iou_otsu, dice_otsu: CheXlocalize's binarisation: the map min-maxed to uint8
+      (``uint8(255 * (h - min) / (max - min))``, truncated), Otsu's level L (Otsu, IEEE SMC 1979) as
+      ``cv2.threshold(..., THRESH_OTSU)`` picks it (``otsu_level``), binary = uint8 > L;
+      ``otsu_threshold`` is L / 255.
+    pixel_roc_auc: per-image ROC-AUC of heat as a score for mask pixels, ties counted 1/2
+      (Mann-Whitney); 0.5 when the mask is empty or full.
+    pixel_pr_auc: average precision of the same (sklearn's ``average_precision_score``: sum over
+      distinct heat values of recall increase times precision; Arun et al., Radiology: AI 2021);
+      0 for an empty mask, 1 for a full one.
+    mask_fraction: mask area / image area.
+    flags: int32 bit set of FLAG_NO_HEAT and FLAG_CONSTANT.
+  """
+  heat = jnp.asarray(heat, jnp.float32)
+  mask = jnp.asarray(mask)
+  k = checked_top_k(heat.shape, mask.shape, top_k)
+  n = heat.size
+  flat = jnp.ravel(heat)
+  flat = jnp.where(flat > 0, flat, 0.0)  # also maps NaN and -0.0 to +0.0
+  inside = jnp.ravel(mask).astype(bool)
+  s = _sort(flat, inside)
+  n_mask = s.cum_pos[-1]
+  fraction = n_mask / n
 
-    Returns ``(value, flags)``; a map with no pixel >= 0.1 scores 0 with
-    ``FLAG_NO_HEAT``.
-    """
-    h = jnp.ravel(heat)
-    m = jnp.ravel(jnp.asarray(mask, bool))
-    effective = h >= EHR_MIN_HEAT
-    h = jnp.where(effective, h, 0.0)
-    thresholds = jnp.minimum(_subset_quantiles(h, effective, _N_QUANTILES), 0.99 * jnp.max(h))
-    above = h[None, :] >= thresholds[:, None]
-    inside_heat = jnp.sum(jnp.where(above & m[None, :], h[None, :], 0.0), axis=1)
-    ratios = inside_heat / jnp.maximum(jnp.sum(above, axis=1), 1)
-    area = (jnp.sum(ratios) - 0.5 * (ratios[0] + ratios[-1])) / (_N_QUANTILES - 1)
-    has_heat = jnp.any(effective)
-    flags = jnp.where(has_heat, 0, FLAG_NO_HEAT).astype(jnp.int32)
-    return jnp.where(has_heat, area, 0.0), flags
+  constant = s.bits[0] == s.bits[-1]
+  pointing, rank, top = _top_fractions(s, jnp.stack([1, n_mask, k]))
+  pointing = jnp.where(constant, 0.0, pointing)
+  ehr, has_heat = _ehr_auc(s)
+  iou_grid, dice_grid = _overlap(s, _positions(s, jnp.asarray(THRESHOLDS, jnp.float32)))
+  level, otsu_start = _otsu(s)
+  iou_otsu, dice_otsu = _overlap(s, otsu_start)
+  total = jnp.sum(flat)
+  mass = s.inside_from[0] / jnp.where(total > 0, total, 1.0)  # no heat: 0 / 1
+  roc, pr = _roc_pr(s)
+  flags = jnp.where(has_heat, 0, FLAG_NO_HEAT) | jnp.where(constant, FLAG_CONSTANT, 0)
+  return {
+      'ehr_auc': ehr,
+      'pointing_game': pointing,
+      'pointing_game_weighted': pointing * (1 - fraction),
+      'relevance_mass': mass,
+      'relevance_mass_weighted': jnp.where(n_mask > 0, mass / jnp.maximum(fraction, 1 / n), 0.0),
+      'relevance_rank': rank,
+      'top_k': top,
+      'iou': iou_grid[_AT_HALF],
+      'dice': dice_grid[_AT_HALF],
+      'iou_grid': iou_grid,
+      'dice_grid': dice_grid,
+      'otsu_threshold': level / 255,
+      'iou_otsu': iou_otsu,
+      'dice_otsu': dice_otsu,
+      'pixel_roc_auc': roc,
+      'pixel_pr_auc': pr,
+      'mask_fraction': fraction,
+      'flags': flags.astype(jnp.int32),
+  }
 
 
-def pointing_game(heat, mask):
-    """Pointing game (Zhang et al. 2018, "Top-down neural attention by excitation backprop").
+class _Sorted:
+  """One image sorted ascending by heat, outside-mask pixels first within ties.
 
-    1 when the maximum lies inside the mask, 0 outside; pixels tied exactly at
-    the maximum score the fraction of them inside the mask.  A constant map is
-    a miss (0) with ``FLAG_CONSTANT``.  Returns ``(value, flags)``.
-    """
-    mask = jnp.asarray(mask, bool)
-    top = jnp.max(heat)
-    tied = heat == top
-    hit = jnp.sum(tied & mask) / jnp.maximum(jnp.sum(tied), 1)
-    constant = top == jnp.min(heat)
-    flags = jnp.where(constant, FLAG_CONSTANT, 0).astype(jnp.int32)
-    return jnp.where(constant, 0.0, hit), flags
+  ``bits``: int32 heat bit patterns; ``heat``: the values; ``pos``: mask bits (int32);
+  ``cum_pos``: positives among the first j elements, j = 0..N; ``start``: where each element's
+  tie group starts; ``inside_from``: heat inside the mask from position j on, j = 0..N. The three
+  come from one log-depth scan, which XLA's CPU runs several times faster than the
+  ``reduce_window`` that ``jnp.cumsum`` and ``lax.cummax`` lower to.
+  """
 
-
-def iou_dice(heat, mask, threshold=0.5):
-    """IoU (Jaccard) and Dice (Dice 1945) of ``heat >= threshold`` against the mask.
-
-    Returns ``(iou, dice)``; both are 0 when map and mask are both empty.
-    """
-    mask = jnp.asarray(mask, bool)
-    pred = heat >= threshold
-    inter = jnp.sum(pred & mask)
-    union = jnp.sum(pred | mask)
-    total = jnp.sum(pred) + jnp.sum(mask)
-    iou = jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0)
-    dice = jnp.where(total > 0, 2 * inter / jnp.maximum(total, 1), 0.0)
-    return iou, dice
+  def __init__(self, key):
+    self.n = key.shape[0]
+    self.bits = (key >> 1).astype(jnp.int32)
+    self.heat = jax.lax.bitcast_convert_type(self.bits, jnp.float32)
+    self.pos = (key & 1).astype(jnp.int32)
+    idx = jnp.arange(self.n)
+    is_start = jnp.concatenate([jnp.ones(1, bool), self.bits[1:] != self.bits[:-1]])
+    cum_pos, self.start, inside = jax.lax.associative_scan(
+        lambda a, b: (a[0] + b[0], jnp.maximum(a[1], b[1]), a[2] + b[2]),
+        (self.pos, jnp.where(is_start, idx, 0), (self.heat * self.pos)[::-1]))
+    self.cum_pos = jnp.concatenate([jnp.zeros(1, jnp.int32), cum_pos])
+    self.inside_from = jnp.concatenate([inside[::-1], jnp.zeros(1, jnp.float32)])
 
 
-def localisation_metrics(heat, mask, threshold=0.5):
-    """All metrics of one image as a dict (keys 'ehr_auc', 'pointing_game', 'iou',
-    'dice', 'flags'), ready for ``jax.vmap`` over a batch."""
-    ehr, ehr_flags = ehr_auc(heat, mask)
-    hit, pg_flags = pointing_game(heat, mask)
-    iou, dice = iou_dice(heat, mask, threshold)
-    return {'ehr_auc': ehr, 'pointing_game': hit, 'iou': iou, 'dice': dice,
-            'flags': ehr_flags | pg_flags}
+def _sort(flat, inside):
+  key = jax.lax.bitcast_convert_type(flat, jnp.uint32) * 2 + inside.astype(jnp.uint32)
+  return _Sorted(jnp.sort(key))
+
+
+def _count_at_most(s, key_at, targets):
+  """For each target: the number of sorted positions j with ``key_at(j) <= target`` (``key_at``
+  ascending in j), by bisection: log2(N) gathers per target, no pass over the image."""
+
+  def halve(_, bounds):
+    lo, hi = bounds
+    mid = (lo + hi) // 2
+    right = key_at(jnp.minimum(mid, s.n - 1)) <= targets
+    return jnp.where((lo < hi) & right, mid + 1, lo), jnp.where((lo < hi) & ~right, mid, hi)
+
+  bounds = jnp.zeros(jnp.shape(targets), jnp.int32), jnp.full(jnp.shape(targets), s.n, jnp.int32)
+  return jax.lax.fori_loop(0, s.n.bit_length(), halve, bounds)[0]
+
+
+def _positions(s, values):
+  """Number of sorted elements < each of ``values`` (>= 0): where ``heat >= value`` starts."""
+  return _count_at_most(s, lambda j: s.bits[j], jax.lax.bitcast_convert_type(values, jnp.int32) - 1)
+
+
+def _top_fractions(s, ks):
+  """For each k in ``ks``: the expected fraction of the k highest-heat pixels inside the mask,
+  over the orders of the tie group the cut falls in (0 for k = 0)."""
+  cut = jnp.clip(s.n - ks, 0, s.n - 1)
+  start = s.start[cut]
+  end = _count_at_most(s, lambda j: s.bits[j], s.bits[cut])
+  pos = s.cum_pos[-1]
+  in_group = s.cum_pos[end] - s.cum_pos[start]
+  hits = (pos - s.cum_pos[end]) + (end - cut) * in_group / (end - start)
+  return jnp.where(ks > 0, hits / jnp.maximum(ks, 1), 0.0)
+
+
+def _ehr_auc(s):
+  """(EHR-AUC, whether any pixel is >= 0.1); the quantiles are np.quantile's 'linear' method,
+  with the position q * (n - 1) computed exactly in integers."""
+  first = _positions(s, jnp.float32(EHR_MIN_HEAT))
+  n_eff = s.n - first
+  last = jnp.maximum(n_eff - 1, 0)
+  scaled = jnp.arange(_N_QUANTILES) * last
+  lo = jnp.minimum(first + scaled // (_N_QUANTILES - 1), s.n - 1)
+  hi = jnp.minimum(first + jnp.minimum(scaled // (_N_QUANTILES - 1) + 1, last), s.n - 1)
+  frac = (scaled % (_N_QUANTILES - 1)) / (_N_QUANTILES - 1)
+  quantiles = s.heat[lo] + frac * (s.heat[hi] - s.heat[lo])
+  cut = jnp.maximum(jnp.minimum(quantiles, 0.99 * s.heat[-1]), jnp.float32(EHR_MIN_HEAT))
+  start = _positions(s, cut)
+  ratios = s.inside_from[start] / jnp.maximum(s.n - start, 1)
+  area = (jnp.sum(ratios) - 0.5 * (ratios[0] + ratios[-1])) / (_N_QUANTILES - 1)
+  has_heat = n_eff > 0
+  return jnp.where(has_heat, area, 0.0), has_heat
+
+
+def _overlap(s, start):
+  """IoU and Dice of the pixels from sorted position ``start`` on (any shape) vs the mask."""
+  pos = s.cum_pos[-1]
+  pred = s.n - start
+  inter = pos - s.cum_pos[start]
+  union = pred + pos - inter
+  iou = jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0)
+  dice = jnp.where(pred + pos > 0, 2 * inter / jnp.maximum(pred + pos, 1), 0.0)
+  return iou, dice
+
+
+def _roc_pr(s):
+  """ROC-AUC (ties 1/2) and average precision of heat as a score for the mask pixels.
+
+  Within a tie group the outside pixels sort first, so the mask pixel at sorted position i has
+  ``neg_before`` = outside pixels before it, its whole group's included, and ``neg_start`` =
+  outside pixels below its group: it beats the latter and ties the rest, scoring
+  (neg_start + neg_before) / 2. Its precision at its own heat is the positives at or above its
+  group over the pixels at or above it: (P - pos_start) / (N - start).
+  """
+  pos_start = s.cum_pos[s.start]
+  neg_start = s.start - pos_start
+  neg_before = jnp.arange(s.n) - s.cum_pos[:-1]
+  pos = s.cum_pos[-1]
+  neg = s.n - pos
+  is_pos = s.pos > 0
+  wins = jnp.where(is_pos, (neg_start + neg_before).astype(jnp.float32), 0.0)
+  roc = jnp.sum(wins) / (2.0 * jnp.maximum(pos, 1) * jnp.maximum(neg, 1))
+  precision = (pos - pos_start) / (s.n - s.start)
+  pr = jnp.sum(jnp.where(is_pos, precision, 0.0)) / jnp.maximum(pos, 1)
+  return jnp.where((pos > 0) & (neg > 0), roc, 0.5), pr
+
+
+def _otsu(s):
+  """(Otsu level, sorted position where uint8 > level starts) on CheXlocalize's uint8 map,
+  ``uint8(255 * (h - min) / (max - min))``, which is ascending along the sort like the heat."""
+  low, span = s.heat[0], s.heat[-1] - s.heat[0]
+
+  def u8(j):
+    scaled = jnp.floor(255 * ((s.heat[j] - low) / jnp.where(span > 0, span, 1)))
+    return jnp.where(span > 0, scaled, 0).astype(jnp.int32)
+
+  at_most = _count_at_most(s, u8, jnp.arange(256))
+  level = otsu_level(jnp.diff(at_most, prepend=0))
+  return level, at_most[level]
+
+
+def otsu_level(counts):
+  """Otsu's threshold level of a 256-bin histogram (Otsu, IEEE SMC 1979) as OpenCV picks it.
+
+  OpenCV's ``THRESH_OTSU`` maximises the between-class variance of the split ``<= L`` / ``> L``
+  over the levels with both classes non-empty, keeping the lowest level on ties (strict ``>``) and
+  0 when no level splits (a constant image). Here the variance ``(N s1 - S n1)^2 / (n1 n2)`` is
+  computed in double-float32 arithmetic (about 44 bits), and levels within 2^-40 of the best count
+  as tied, so near-ties that float32 cannot order are resolved as cv2's doubles resolve them.
+  """
+  counts = jnp.asarray(counts, jnp.int32)
+  n1 = jnp.cumsum(counts)
+  s1 = jnp.cumsum(counts * jnp.arange(counts.shape[-1]))
+  n, total = n1[-1], s1[-1]
+  n2 = n - n1
+  diff = _df_sub(_df_mul(_df(n), _df(s1)), _df_mul(_df(total), _df(n1)))
+  sigma = _df_div(_df_mul(diff, diff), _df_mul(_df(n1), _df(n2)))
+  valid = (n1 > 0) & (n2 > 0)
+  hi = jnp.where(valid, sigma[0], -1.0)
+  best_hi = jnp.max(hi)
+  best_lo = jnp.max(jnp.where(hi == best_hi, sigma[1], -jnp.inf))
+  gap = (best_hi - hi) + (best_lo - sigma[1])
+  tied = valid & (gap <= _OTSU_TIE * best_hi)
+  return jnp.where(jnp.any(valid), jnp.argmax(tied), 0).astype(jnp.int32)
+
+
+# Double-float32 arithmetic (Dekker 1971): a value is an unevaluated sum (hi, lo), about 44 bits.
+# The leading product is formed from halves cut with an integer mask (12 significant bits each):
+# those partial products are exact, so the compiler's FMA contraction cannot change them (it
+# broke Dekker's usual ``a * b - p`` error term under jit); only the low-order terms round.
+
+def _df(x):
+  """Exact (hi, lo) of int32 ``x`` (|x| < 2^31 - 2^7)."""
+  hi = x.astype(jnp.float32)
+  return hi, (x - hi.astype(jnp.int32)).astype(jnp.float32)
+
+
+def _split(a):
+  hi = jax.lax.bitcast_convert_type(
+      jax.lax.bitcast_convert_type(a, jnp.uint32) & jnp.uint32(0xFFFFF000), jnp.float32)
+  return hi, a - hi
+
+
+def _two_sum(a, b):
+  s = a + b
+  v = s - a
+  return s, (a - (s - v)) + (b - v)
+
+
+def _df_mul(a, b):
+  (ah, al), (bh, bl) = _split(a[0]), _split(b[0])
+  cross, cross_err = _two_sum(ah * bl, al * bh)
+  s, e = _two_sum(ah * bh, cross)
+  return _two_sum(s, e + cross_err + al * bl + (a[0] * b[1] + a[1] * b[0]))
+
+
+def _df_sub(a, b):
+  s, e = _two_sum(a[0], -b[0])
+  return _two_sum(s, e + (a[1] - b[1]))
+
+
+def _df_div(a, b):
+  """a / b for b > 0; 0 where b == 0."""
+  safe = jnp.where(b[0] > 0, b[0], 1.0), jnp.where(b[0] > 0, b[1], 0.0)
+  q1 = a[0] / safe[0]
+  r = _df_sub(a, _df_mul((q1, jnp.zeros_like(q1)), safe))
+  q2 = r[0] / safe[0]
+  q = _two_sum(q1, q2)
+  return jnp.where(b[0] > 0, q[0], 0.0), jnp.where(b[0] > 0, q[1], 0.0)
+
+
+def box_mask(boxes, valid, hw: tuple[int, int]):
+  """Bool (H, W) union of the valid boxes among (N, 4) ``boxes`` (x0, y0, x1, y1 in pixels).
+
+  Boxes are half-open and clipped to the image: pixel (y, x) is inside when its centre
+  (x + 0.5, y + 0.5) lies in [x0, x1) x [y0, y1), which for integer corners is exactly
+  ``mask[y0:y1, x0:x1]``. Box ground truth (e.g. NIH ChestX-ray8) is scored through the same
+  metrics as masks.
+  """
+  boxes = jnp.asarray(boxes, jnp.float32)
+  valid = jnp.asarray(valid, bool)
+  if boxes.ndim != 2 or boxes.shape[1] != 4 or valid.shape != boxes.shape[:1]:
+    raise ValueError(f'boxes must be (N, 4) with valid (N,); got {boxes.shape} and {valid.shape}')
+  height, width = hw
+  ys = jnp.arange(height, dtype=jnp.float32) + 0.5
+  xs = jnp.arange(width, dtype=jnp.float32) + 0.5
+  in_y = (ys[None, :] >= boxes[:, 1:2]) & (ys[None, :] < boxes[:, 3:4])
+  in_x = (xs[None, :] >= boxes[:, 0:1]) & (xs[None, :] < boxes[:, 2:3])
+  return jnp.any(valid[:, None, None] & in_y[:, :, None] & in_x[:, None, :], axis=0)
+
+
+def tuned_threshold(iou_grid: np.ndarray) -> float:
+  """The threshold of ``THRESHOLDS`` with the highest mean IoU over images (rows of
+  ``iou_grid``, (n_images, 19); NaN rows, images without a mask, are skipped), the lowest on
+  ties: CheXlocalize's tuning on a validation split (Saporta et al. 2022)."""
+  grid = np.asarray(iou_grid, np.float64)
+  if grid.ndim != 2 or grid.shape[1] != len(THRESHOLDS):
+    raise ValueError(f'iou_grid must be (n_images, {len(THRESHOLDS)}); got {grid.shape}')
+  rows = grid[~np.isnan(grid).any(axis=1)]
+  if not len(rows):
+    raise ValueError('iou_grid has no image without NaN to tune the threshold on')
+  return THRESHOLDS[int(np.argmax(rows.mean(axis=0)))]

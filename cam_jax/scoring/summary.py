@@ -1,41 +1,152 @@
-"""Per-image records -> a summary table: each metric with a percentile bootstrap 95% CI."""
+"""Per-image records -> summary tables: each metric with a percentile bootstrap 95% CI.
+
+Classification metrics are taken over every image with a ``prob``; localisation metrics over the
+images with a lesion mask; faithfulness metrics over every image that has them. Records are
+written and read as CSV or Parquet (by file extension).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from cam_jax.scoring import classification, statistics
+from cam_jax.scoring import classification, localisation, statistics
 
-LOCALISATION_METRICS = ('ehr_auc', 'pointing_game', 'iou', 'dice')
+CLASSIFICATION_METRICS = ('accuracy', 'roc_auc', 'pr_auc', 'f1', 'sensitivity', 'specificity')
+LOCALISATION_METRICS = ('ehr_auc', 'pointing_game', 'pointing_game_weighted', 'relevance_mass',
+                        'relevance_mass_weighted', 'relevance_rank', 'top_k', 'iou', 'dice',
+                        'iou_otsu', 'dice_otsu', 'pixel_roc_auc', 'pixel_pr_auc')
+FAITHFULNESS_METRICS = ('deletion_auc', 'insertion_auc', 'road_morf', 'road_lerf')
+SIZE_STRATA = ('small', 'medium', 'large')
+
+
+def grid_column(prefix: str, threshold: float) -> str:
+  """The records column of ``prefix`` ('iou' or 'dice') at one of ``localisation.THRESHOLDS``."""
+  return f'{prefix}@{threshold:.2f}'
+
+
+RECORD_FORMATS = ('.csv', '.parquet')
+
+
+def check_records_path(path: str) -> str:
+  """``path`` if it ends in .csv or .parquet, the formats records are written in."""
+  if not path.endswith(RECORD_FORMATS):
+    raise ValueError(f'{path}: records are written and read as .csv or .parquet')
+  return path
+
+
+def write_records(records: pd.DataFrame, path: str) -> None:
+  """Writes records to ``path``: Parquet for ``.parquet``, CSV for ``.csv``."""
+  if check_records_path(path).endswith('.parquet'):
+    records.to_parquet(path, index=False)
+  else:
+    records.to_csv(path, index=False)
 
 
 def read_records(path: str) -> pd.DataFrame:
-  """Per-image records written with ``DataFrame.to_csv``: empty metrics read as NaN, empty flags
-  as ''."""
-  records = pd.read_csv(path, dtype={'id': str, 'layer': str, 'flags': str})
+  """Records written by ``write_records``: empty metrics read as NaN, empty flags as ''."""
+  if check_records_path(path).endswith('.parquet'):
+    records = pd.read_parquet(path)
+  else:
+    records = pd.read_csv(path, dtype={'id': str, 'model': str, 'layer': str, 'method': str,
+                                       'flags': str})
   return records.fillna({'flags': ''})
 
 
-def summarise(records: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-  """Rows ``metric, value, low, high, n``: accuracy and ROC-AUC over every image (when a
-  ``prob`` column exists), localisation metrics over the images with a lesion mask."""
-  rows = []
+def tune_threshold(records: pd.DataFrame) -> float:
+  """The threshold of ``localisation.THRESHOLDS`` with the highest mean IoU over the records'
+  lesion images (CheXlocalize's validation-tuned threshold, Saporta et al. 2022)."""
+  scored = records[records['has_mask']]
+  columns = [grid_column('iou', t) for t in localisation.THRESHOLDS]
+  missing = [c for c in columns if c not in scored]
+  if missing or scored.empty:
+    raise ValueError('tuning a threshold needs localisation records of lesion images with the '
+                     f'IoU grid columns ({columns[0]} ... {columns[-1]})')
+  return localisation.tuned_threshold(scored[columns].to_numpy())
+
+
+def _classification_rows(records, n_resamples, seed):
   classified = records[records['prob'].notna()] if 'prob' in records else records.iloc[:0]
-  if len(classified):
-    y, p = classified['label'].to_numpy(), classified['prob'].to_numpy()
-    correct = ((p >= 0.5).astype(int) == y).astype(float)
-    rows.append(('accuracy', *statistics.bootstrap_ci(correct, n_resamples=n_resamples,
-                                                      seed=seed), len(y)))
-    if len(np.unique(y)) == 2:
-      point, low, high, _ = statistics.bootstrap_ci_fn(
-          classification.roc_auc, (y, p), n_resamples=n_resamples, seed=seed)
-      rows.append(('roc_auc', point, low, high, len(y)))
+  if classified.empty:
+    return []
+  y, p = classified['label'].to_numpy(), classified['prob'].to_numpy()
+  rows = []
+  for metric in CLASSIFICATION_METRICS:
+
+    def statistic(y, p, metric=metric):
+      value = classification.classification_metrics(y, p)[metric]
+      if value is None:
+        raise ValueError(f'{metric} undefined on this sample')
+      return value
+
+    try:
+      point, low, high, _ = statistics.bootstrap_ci_fn(statistic, (y, p),
+                                                       n_resamples=n_resamples, seed=seed)
+    except ValueError:
+      continue  # undefined on this data (e.g. a single class)
+    rows.append((metric, point, low, high, len(y)))
+  return rows
+
+
+def _mean_rows(frame, metrics, n_resamples, seed):
+  rows = []
+  for m in metrics:
+    if m in frame:
+      values = frame[m].dropna().to_numpy()
+      if len(values):
+        rows.append((m, *statistics.bootstrap_ci(values, n_resamples=n_resamples, seed=seed),
+                     len(values)))
+  return rows
+
+
+def _tuned(scored: pd.DataFrame, threshold: float) -> pd.DataFrame:
+  if not np.isclose(localisation.THRESHOLDS, threshold).any():
+    raise ValueError(f'tuned threshold {threshold} is not one of localisation.THRESHOLDS')
+  return pd.DataFrame({f'{p}_tuned': scored[grid_column(p, threshold)] for p in ('iou', 'dice')})
+
+
+def summarise(records: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0,
+              tuned_threshold: float | None = None) -> pd.DataFrame:
+  """Rows ``metric, value, low, high, n``: classification, localisation (with ``iou_tuned`` and
+  ``dice_tuned`` at ``tuned_threshold`` when given), faithfulness, and ``flagged``, the count of
+  degenerate heat maps among the lesion images."""
+  rows = _classification_rows(records, n_resamples, seed)
   scored = records[records['has_mask']] if 'has_mask' in records else records.iloc[:0]
-  for m in LOCALISATION_METRICS:
-    if m in scored and len(scored):
-      rows.append((m, *statistics.bootstrap_ci(scored[m].to_numpy(), n_resamples=n_resamples,
-                                               seed=seed), len(scored)))
-  if 'flags' in scored:
+  rows += _mean_rows(scored, LOCALISATION_METRICS, n_resamples, seed)
+  if tuned_threshold is not None and len(scored):
+    rows += _mean_rows(_tuned(scored, tuned_threshold), ('iou_tuned', 'dice_tuned'),
+                       n_resamples, seed)
+  rows += _mean_rows(records, FAITHFULNESS_METRICS, n_resamples, seed)
+  if 'flags' in scored and len(scored):
     rows.append(('flagged', float((scored['flags'] != '').sum()), np.nan, np.nan, len(scored)))
   return pd.DataFrame(rows, columns=['metric', 'value', 'low', 'high', 'n'])
+
+
+def size_strata(records: pd.DataFrame) -> pd.Series:
+  """'small' / 'medium' / 'large' lesion per image: terciles of ``mask_fraction`` over the
+  records' lesion images (NaN for images without one). The same images give the same
+  boundaries, so models scored on one data set share their strata."""
+  fraction = records['mask_fraction'].where(records['has_mask'])
+  if fraction.notna().sum() < len(SIZE_STRATA):
+    return pd.Series(np.nan, index=records.index, dtype=object)
+  ranks = fraction.rank(method='first')
+  return pd.qcut(ranks, len(SIZE_STRATA), labels=SIZE_STRATA).astype(object)
+
+
+def by_lesion_size(records: pd.DataFrame, *, n_resamples: int = 2000,
+                   seed: int = 0) -> pd.DataFrame:
+  """Localisation metrics per lesion-size tercile: rows ``stratum, fraction_low, fraction_high,
+  metric, value, low, high, n`` (empty without ``mask_fraction``)."""
+  columns = ['stratum', 'fraction_low', 'fraction_high', 'metric', 'value', 'low', 'high', 'n']
+  if 'mask_fraction' not in records:
+    return pd.DataFrame(columns=columns)
+  strata = size_strata(records)
+  rows = []
+  for stratum in SIZE_STRATA:
+    group = records[strata == stratum]
+    if group.empty:
+      continue
+    span = (group['mask_fraction'].min(), group['mask_fraction'].max())
+    rows += [(stratum, *span, *r) for r in _mean_rows(group, LOCALISATION_METRICS, n_resamples,
+                                                      seed)]
+  return pd.DataFrame(rows, columns=columns)

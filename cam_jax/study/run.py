@@ -1,11 +1,14 @@
-"""The study: train each model, score its CAMs on the test split, write records and a report.
+"""The study: train each model, score its CAMs on the test split, run the sanity and agreement
+checks, and write records and a report.
 
 Resumable per cell: a model whose checkpoint exists is not retrained, and one whose records
-exist is not rescored. A workdir belongs to one config; reusing it with another is an error.
+(or sanity rows) exist is not rescored. A workdir belongs to one config; reusing it with another
+is an error.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -15,15 +18,21 @@ import numpy as np
 import pandas as pd
 
 from cam_jax import cams, data, models, report
-from cam_jax.scoring import driver, summary
+from cam_jax.scoring import agreement, driver, sanity, summary
 from cam_jax.train import checkpoint, loop, mesh as mesh_lib
+
+SANITY, AGREEMENT = 'sanity.csv', 'agreement.csv'
 
 
 def model_names(config) -> list[str]:
   """The study's models, each checked against the registry."""
-  names = [n.strip() for n in config.models.split(',') if n.strip()]
-  if not names:
-    raise ValueError('config.models is empty; give a comma-separated list of ' +
+  return _checked_names(config.models, 'config.models', allow_empty=False)
+
+
+def _checked_names(text: str, field: str, *, allow_empty: bool) -> list[str]:
+  names = [n.strip() for n in text.split(',') if n.strip()]
+  if not names and not allow_empty:
+    raise ValueError(f'{field} is empty; give a comma-separated list of ' +
                      ', '.join(models.names()))
   for n in names:
     models.check_name(n)
@@ -56,21 +65,26 @@ def _claim_workdir(workdir: str, config) -> None:
     json.dump(mine, f, indent=1, sort_keys=True)
 
 
-def _train_or_load(name, config, cell, train_src, val_src, mesh, log, init_from):
+def _recipe(name, config, seed_offset=0):
+  return loop.recipe(name, config.num_classes, config.data.image_size,
+                     config.train.seed + seed_offset)
+
+
+def _train_or_load(name, config, cell, splits, mesh, log, init_from, seed_offset=0):
   ckpt = os.path.join(cell, 'checkpoint')
   if checkpoint.exists(ckpt):
-    log(f'[{name}] checkpoint found, not retraining: {ckpt}')
+    log(f'[{os.path.basename(cell)}] checkpoint found, not retraining: {ckpt}')
     return checkpoint.load(ckpt)[0]
-  recipe = loop.recipe(name, config.num_classes, config.data.image_size, config.train.seed)
   train_config = config.train.copy_and_resolve_references()
   train_config.update(config.train_overrides.get(name, {}))
-  result = loop.train(recipe, train_config, train_src, val_src, workdir=cell, mesh=mesh, log=log,
-                      init_from=init_from)
+  train_config.seed = config.train.seed + seed_offset
+  result = loop.train(_recipe(name, config, seed_offset), train_config, splits['train'],
+                      splits['validation'], workdir=cell, mesh=mesh, log=log, init_from=init_from)
   pd.DataFrame(result.history).to_csv(os.path.join(cell, 'history.csv'), index=False)
   return result.model
 
 
-def _overlays(workdir, trained, test_src, config, mesh):
+def _overlays(workdir, trained, test_src, config):
   """Heat maps of a few positive test images for every model, drawn to ``overlays.png``."""
   picks = [i for i in range(len(test_src)) if test_src[i]['label'] == 1]
   picks = picks[:config.score.overlay_count]
@@ -91,52 +105,138 @@ def _overlays(workdir, trained, test_src, config, mesh):
                               os.path.join(workdir, report.OVERLAYS))
 
 
+def _score_model(name, model, layer, config, splits, score_kw):
+  """Test records of one model, its IoU threshold tuned on the tuning split first."""
+  cam_kw = dict(method=config.cam.method, layer=layer, target=config.cam.target,
+                aug_smooth=config.cam.aug_smooth, eigen_smooth=config.cam.eigen_smooth)
+  threshold = np.nan
+  if config.score.tune_split:
+    tuning = driver.score(model, splits[config.score.tune_split], **cam_kw, **score_kw)
+    threshold = summary.tune_threshold(tuning.records)
+  records = driver.score(model, splits['test'], metrics=_metrics(config),
+                         tuned_threshold=None if np.isnan(threshold) else threshold,
+                         deletion_steps=config.score.deletion_steps, **cam_kw,
+                         **score_kw).records
+  return _label(records, name, layer, models.depth(model), threshold)
+
+
+def _metrics(config):
+  return driver.check_metrics([m.strip() for m in config.score.metrics.split(',') if m.strip()])
+
+
+def _label(records, name, layer, depth, threshold):
+  for i, (column, value) in enumerate((('model', name), ('layer', layer), ('depth', depth),
+                                       ('tuned_threshold', threshold))):
+    records.insert(i, column, value)
+  return records
+
+
+def _baseline(config, splits, score_kw):
+  grid = config.score.baseline_grid
+  threshold = np.nan
+  if config.score.tune_split:
+    tuning = driver.random_baseline(splits[config.score.tune_split], grid=grid, **score_kw)
+    threshold = summary.tune_threshold(tuning.records)
+  records = driver.random_baseline(splits['test'], grid=grid, **score_kw).records
+  return _label(records, report.BASELINE, f'{grid}x{grid} uniform', np.nan, threshold)
+
+
+def _sanity(name, model, cell, config, test_src, mesh):
+  path = os.path.join(cell, SANITY)
+  if os.path.exists(path):
+    return pd.read_csv(path, dtype={'id': str, 'block': str, 'flags': str})
+  rows = sanity.model_randomisation(
+      model, test_src, recipe=_recipe(name, config), method=config.cam.method,
+      layer=config.cam.layer or None, mode=config.sanity.mode, n_images=config.sanity.n_images,
+      batch_size=config.score.batch_size, target=config.cam.target, mesh=mesh)
+  rows.insert(0, 'model', name)
+  rows.to_csv(path, index=False)
+  return rows
+
+
+def _agreement(workdir, trained, repeats, config, test_src, mesh, log):
+  """Repeatability (a model against its twin trained with another seed) and reproducibility
+  (every pair of models), per test image; cached in ``agreement.csv``."""
+  path = os.path.join(workdir, AGREEMENT)
+  if os.path.exists(path):
+    return pd.read_csv(path, dtype={'id': str, 'a': str, 'b': str, 'flags': str})
+  pairs = [('repeatability', (n, trained[n]), (f'{n} (seed +1)', twin))
+           for n, twin in repeats.items()]
+  pairs += [('reproducibility', a, b) for a, b in itertools.combinations(trained.items(), 2)]
+  frames = []
+  for kind, (name_a, model_a), (name_b, model_b) in pairs:
+    rows = agreement.map_agreement(model_a, model_b, test_src, method=config.cam.method,
+                                   layer_a=config.cam.layer or None,
+                                   layer_b=config.cam.layer or None, target=config.cam.target,
+                                   batch_size=config.score.batch_size, mesh=mesh)
+    for i, (column, value) in enumerate((('kind', kind), ('a', name_a), ('b', name_b))):
+      rows.insert(i, column, value)
+    frames.append(rows)
+    log(f'{kind}: {name_a} vs {name_b}, mean SSIM {rows["ssim"].mean():.3f}')
+  table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+  table.to_csv(path, index=False)
+  return table
+
+
 def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
   """Runs the whole study into ``workdir``; returns the per-image records of every model."""
   names = model_names(config)
+  repeat = _checked_names(config.repeat_models, 'config.repeat_models', allow_empty=True)
+  if set(repeat) - set(names):
+    raise ValueError(f'config.repeat_models {sorted(set(repeat) - set(names))} are not among '
+                     f'config.models ({", ".join(names)})')
   inits = init_paths(config, names)  # checked before any work
+  _metrics(config)
   _claim_workdir(workdir, config)
   data_dir = config.data_dir or os.path.join(workdir, 'data')
-  train_src, val_src, test_src = (data.open_split(config.data, s, data_dir)
-                                  for s in ('train', 'validation', 'test'))
-  log(f'data: {len(train_src)} train / {len(val_src)} validation / {len(test_src)} test images '
-      f'in {data_dir}; devices: {jax.device_count()} x {jax.devices()[0].platform}')
+  splits = {s: data.open_split(config.data, s, data_dir) for s in ('train', 'validation', 'test')}
+  test_src = splits['test']
+  log(f'data: {len(splits["train"])} train / {len(splits["validation"])} validation / '
+      f'{len(test_src)} test images in {data_dir}; devices: {jax.device_count()} x '
+      f'{jax.devices()[0].platform}')
   mesh = mesh_lib.make_mesh()
-  frames, trained = [], {}
+  frames, sanity_frames, trained, repeats = [], [], {}, {}
   score_kw = dict(batch_size=config.score.batch_size, mesh=mesh, progress=False,
                   n_resamples=config.score.n_resamples, seed=config.score.seed)
   for name in names:
     cell = os.path.join(workdir, 'models', name)
-    model = trained[name] = _train_or_load(name, config, cell, train_src, val_src, mesh, log,
+    model = trained[name] = _train_or_load(name, config, cell, splits, mesh, log,
                                            inits.get(name, ''))
+    if name in repeat:
+      repeats[name] = _train_or_load(name, config, os.path.join(workdir, 'models',
+                                                                f'{name}_seed+1'),
+                                     splits, mesh, log, inits.get(name, ''), seed_offset=1)
     layer = models.resolve_layer(model, config.cam.layer or None)
     path = os.path.join(cell, 'records.csv')
     if os.path.exists(path):
       records = summary.read_records(path)
     else:
-      records = driver.score(model, test_src, method=config.cam.method, layer=layer,
-                             target=config.cam.target, aug_smooth=config.cam.aug_smooth,
-                             eigen_smooth=config.cam.eigen_smooth, **score_kw).records
-      records.insert(0, 'model', name)
-      records.insert(1, 'layer', layer)
+      records = _score_model(name, model, layer, config, splits, score_kw)
       records.to_csv(path, index=False)
     frames.append(records)
     log(f'[{name}] scored {len(records)} test images ({int(records["has_mask"].sum())} with a '
         f'lesion), {config.cam.method} at {layer}')
-  base = driver.random_baseline(test_src, grid=config.score.baseline_grid, **score_kw).records
-  base.insert(0, 'model', report.BASELINE)
-  base.insert(1, 'layer', f'{config.score.baseline_grid}x{config.score.baseline_grid} uniform')
-  frames.append(base)
+    if config.sanity.mode:
+      sanity_frames.append(_sanity(name, model, cell, config, test_src, mesh))
+  frames.append(_baseline(config, splits, score_kw))
   records = pd.concat(frames, ignore_index=True)
   records.to_csv(os.path.join(workdir, 'records.csv'), index=False)
-  _overlays(workdir, trained, test_src, config, mesh)
+  if sanity_frames:
+    pd.concat(sanity_frames, ignore_index=True).to_csv(os.path.join(workdir, SANITY), index=False)
+  _agreement(workdir, trained, repeats, config, test_src, mesh, log)
+  _overlays(workdir, trained, test_src, config)
   write_study_report(workdir, config, records)
   log(f'report: {os.path.join(workdir, "report.md")}')
   return records
 
 
+def _read_optional(path, **kw):
+  return pd.read_csv(path, **kw) if os.path.exists(path) and os.path.getsize(path) > 1 else None
+
+
 def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
-  """``report.md`` of a study from its config and per-image records (see ``cam_jax.report``)."""
+  """``report.md`` of a study from its config, per-image records and, where the workdir has
+  them, its sanity and agreement tables (see ``cam_jax.report``)."""
   d = config.data
   names = [m for m in records['model'].unique() if m != report.BASELINE]
   notes = [f'Data: phantom chest X-rays, {d.image_size} px, seed {d.seed}; '
@@ -144,6 +244,8 @@ def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
            f'CAM: {config.cam.method}, target {config.cam.target:+d} (the positive finding), '
            'pytorch-grad-cam postprocess (ReLU, min-max, bilinear).',
            f'Per-image records: `records.csv`. Models: {", ".join(names)}.']
-  return report.write_report(workdir, records, title='cam_jax study: Grad-CAM against lesion masks',
-                             notes=notes, n_resamples=config.score.n_resamples,
-                             seed=config.score.seed)
+  return report.write_report(
+      workdir, records, title='cam_jax study: how far to trust each heat map', notes=notes,
+      n_resamples=config.score.n_resamples, seed=config.score.seed,
+      sanity=_read_optional(os.path.join(workdir, SANITY), dtype={'id': str, 'block': str}),
+      agreement=_read_optional(os.path.join(workdir, AGREEMENT), dtype={'id': str}))

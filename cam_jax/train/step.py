@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -88,8 +89,10 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, class_weights: C
                  donate_argnums=0)
 
 
+@functools.lru_cache(maxsize=32)
 def make_predict(graphdef, mesh):
-  """Jitted ``(params, rest, images) -> P(positive)`` in eval mode, sharded on ``data``."""
+  """Jitted ``(params, rest, images) -> P(positive)`` in eval mode, sharded on ``data``; one
+  function per (graph, mesh), so repeated evaluations reuse its compilation."""
 
   def predict(params, rest, images):
     return positive_probability(nnx.merge(graphdef, params, rest)(images, train=False))

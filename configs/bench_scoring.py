@@ -1,0 +1,33 @@
+"""Benchmark: whole-data-set scoring with every heat-map metric on, against Grad-CAM alone.
+
+  python -m launch.bench --config=configs/bench_scoring.py --workdir=runs/bench_scoring
+
+Per model, streaming the phantom test split in batches: Grad-CAM heat maps brought to the host
+(the reference: what a user gets without metrics); ``cam_jax.score`` with the localisation
+metrics fused on device; the host-side alternative (the same heat maps, then the same metrics
+in NumPy per image, as the reference libraries compute them); and ``cam_jax.score`` with the
+faithfulness metrics (RISE deletion/insertion; ROAD with ``--config.road=True``), whose cost is
+extra forward passes. ``:tiny`` runs in seconds (what the tests run).
+"""
+
+import ml_collections
+
+from configs import phantom_common
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  arg = phantom_common.check_arg(arg)
+  c = ml_collections.ConfigDict()
+  c.suite = 'scoring'
+  c.models = 'vgg_tiny,resnet_tiny,vit_tiny' if arg != 'tiny' else 'resnet_tiny'
+  c.image_size = 128 if arg != 'tiny' else 32
+  c.batch_size = 64 if arg != 'tiny' else 8
+  c.repeats = 3 if arg != 'tiny' else 1
+  c.deletion_steps = 16 if arg != 'tiny' else 2
+  c.road = False  # ROAD's conjugate-gradient imputation: minutes per model on a CPU
+  c.data = phantom_common.data_config(arg)
+  c.data.num_train = c.data.num_validation = c.batch_size  # only the test split is streamed
+  c.data.num_test = 512 if arg != 'tiny' else 16
+  c.data.image_size = c.image_size
+  c.data_dir = ''  # default: <workdir>/data
+  return c
