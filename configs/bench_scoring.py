@@ -22,8 +22,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.models = 'vgg_tiny,resnet_tiny,vit_tiny' if arg != 'tiny' else 'resnet_tiny'
   c.image_size = 128 if arg != 'tiny' else 32
   c.batch_size = 64 if arg != 'tiny' else 8
-  c.repeats = 3 if arg != 'tiny' else 1
+  c.repeats = 5 if arg != 'tiny' else 1
   c.deletion_steps = 16 if arg != 'tiny' else 2
+  c.faithfulness = True  # time the deletion/insertion case (34 forward passes per image)
   c.road = False  # ROAD's conjugate-gradient imputation: minutes per model on a CPU
   c.data = phantom_common.data_config(arg)
   c.data.num_train = c.data.num_validation = c.batch_size  # only the test split is streamed

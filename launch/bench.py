@@ -43,7 +43,8 @@ def _batch_cases(name, config, mesh):
   images, masks, targets = sharded['image'], sharded['mask'], sharded['target']
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   forward = step_lib.make_predict(graphdef, mesh)
-  score_step, state, layer = driver.make_score_step(model, 'gradcam', None, mesh)
+  score_step, state, layer = driver.make_score_step(model, 'gradcam', None, mesh,
+                                                   batch_size=b)
   group = f'{name} b{b}'
   cases = [bench.Case('forward', lambda: forward(params, rest, images), b, group, reference=True)]
   for method in ['gradcam'] + [m.strip() for m in config.methods.split(',') if m.strip()]:
@@ -106,15 +107,17 @@ def _scoring_cases(name, config, source, mesh):
   faithful = ('deletion_insertion', 'road') if config.road else ('deletion_insertion',)
   heat = _heat_stream(model, config, mesh)
   host = _heat_stream(model, config, mesh, host_metrics.localisation_metrics_numpy)
-  return [
+  cases = [
       bench.Case('gradcam heat maps to host', lambda: heat(source), n, group, reference=True),
       bench.Case('cam_jax.score, localisation metrics on device', scored(('localisation',)), n,
                  group),
       bench.Case('heat maps to host + NumPy metrics per image', lambda: host(source), n, group),
-      bench.Case(f'cam_jax.score, + {" + ".join(faithful)}',
-                 scored(('localisation', *faithful), deletion_steps=config.deletion_steps), n,
-                 group),
   ]
+  if config.faithfulness:
+    cases.append(bench.Case(f'cam_jax.score, + {" + ".join(faithful)}',
+                            scored(('localisation', *faithful),
+                                   deletion_steps=config.deletion_steps), n, group))
+  return cases
 
 
 def _torch_pair(name, config):

@@ -53,16 +53,27 @@ def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
   return metrics
 
 
-def _localisation(heat, masks, flags, top_k):
-  out = jax.vmap(lambda h, m: localisation.localisation_metrics(h, m, top_k=top_k))(heat, masks)
+def _localisation(heat, masks, flags, top_k, parts: int = 1):
+  """Every localisation metric of a batch, vmapped over ``parts`` independent slices of it: on
+  a one-device CPU mesh, XLA sorts one vmapped batch on a single thread, while independent
+  slices run on concurrent threads (two slices: 54 -> 42 ms for 64 maps of 128 px, 2 cores)."""
+  metrics = jax.vmap(lambda h, m: localisation.localisation_metrics(h, m, top_k=top_k))
+  slices = [metrics(h, m) for h, m in zip(jnp.split(heat, parts), jnp.split(masks, parts))]
+  out = jax.tree.map(lambda *x: jnp.concatenate(x), *slices)
   out['flags'] = out['flags'] | flags
   return out
+
+
+def _slices(mesh, batch_size: int | None) -> int:
+  """2 on a single CPU device when the batch splits evenly, else 1 (see ``_localisation``)."""
+  one_cpu = mesh.devices.size == 1 and mesh.devices.flat[0].platform == 'cpu'
+  return 2 if one_cpu and batch_size and batch_size % 2 == 0 else 1
 
 
 def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
                     metrics: Sequence[str] = DEFAULT_METRICS, top_k: int | None = None,
                     deletion_steps: int = 16, road_fractions: Sequence[float] | None = None,
-                    **cam_options):
+                    batch_size: int | None = None, **cam_options):
   """(jitted ``step(state, images, masks, targets, keys) -> per-image dict``, state, layer).
 
   ``cam_options`` go to ``cams.heat_function`` (aug_smooth, eigen_smooth, chunk). Faithfulness
@@ -72,12 +83,13 @@ def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
   heat_fn, state, layer = cams.heat_function(model, method, layer, **cam_options)
   graphdef = nnx.graphdef(model)
   road_kw = {} if road_fractions is None else {'fractions': tuple(road_fractions)}
+  parts = _slices(mesh, batch_size)
 
   def step(state, images, masks, targets, keys):
     heat, flags, logits = heat_fn(state, images, targets)
     out = {'prob': positive_probability(logits), 'flags': flags}
     if LOCALISATION in metrics:
-      out.update(_localisation(heat, masks, flags, top_k))
+      out.update(_localisation(heat, masks, flags, top_k, parts))
 
     def predict(x):
       return nnx.merge(graphdef, state)(x, train=False)
@@ -165,7 +177,7 @@ def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | No
   mesh_lib.check_batch_size(batch_size, mesh)
   fn, state, _ = make_score_step(model, method, layer, mesh, metrics=metrics, top_k=top_k,
                                  deletion_steps=deletion_steps, road_fractions=road_fractions,
-                                 **cam_options)
+                                 batch_size=batch_size, **cam_options)
   key, dat = jax.random.key(seed), mesh_lib.data_sharded(mesh)
   image_keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)), out_shardings=dat)
   mask_keys = _mask_keys()
@@ -220,11 +232,13 @@ def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
   mesh_lib.check_batch_size(batch_size, mesh)
   key = jax.random.key(seed)
 
+  parts = _slices(mesh, batch_size)
+
   @jax.jit
   def fn(key, masks):
     raw = jax.random.uniform(key, (masks.shape[0], grid, grid))
     heat, flags = cams.postprocess(raw, masks.shape[1:3])
-    return _localisation(heat, masks, flags, top_k)
+    return _localisation(heat, masks, flags, top_k, parts)
 
   def device_fn(i, images, masks):
     del images
