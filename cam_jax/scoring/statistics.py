@@ -56,6 +56,36 @@ def bootstrap_ci(values, statistic=np.mean, n_resamples=2000, confidence=0.95, s
   return (float(statistic(values, axis=-1)), *_percentile_interval(stats, confidence))
 
 
+def bootstrap_cis(fn, arrays, n_resamples=2000, confidence=0.95, seed=0) -> dict:
+  """Percentile bootstrap CIs of several statistics computed together, ``fn(*arrays) -> {name:
+  value or None}``, for aligned arrays resampled together (the same index row for every array).
+
+  ``fn`` is called once per resample; resamples where it raises ValueError are skipped for
+  every name, and a None value skips that resample for that name only. Returns ``{name: (point,
+  low, high, n_skipped)}`` for the names whose point and at least one resample are defined.
+  Raises ValueError when the arrays differ in length or are empty, and whatever ``fn`` raises on
+  the full arrays.
+  """
+  arrays = tuple(np.asarray(a) for a in arrays)
+  n = len(arrays[0])
+  if any(len(a) != n for a in arrays):
+    raise ValueError(f'arrays differ in length: {[len(a) for a in arrays]}')
+  rows = _resample_indices(n, n_resamples, seed)
+  points = fn(*arrays)
+  stats = {name: [] for name, value in points.items() if value is not None}
+  for row in rows:
+    try:
+      values = fn(*(a[row] for a in arrays))
+    except ValueError:
+      continue
+    for name, collected in stats.items():
+      if values[name] is not None:
+        collected.append(values[name])
+  return {name: (float(points[name]), *_percentile_interval(collected, confidence),
+                 n_resamples - len(collected))
+          for name, collected in stats.items() if collected}
+
+
 def bootstrap_ci_fn(fn, arrays, n_resamples=2000, confidence=0.95, seed=0):
   """Percentile bootstrap CI of ``fn(*arrays)`` for aligned arrays resampled together (the same
   index row for every array), e.g. ROC-AUC of (labels, scores).
@@ -64,19 +94,11 @@ def bootstrap_ci_fn(fn, arrays, n_resamples=2000, confidence=0.95, seed=0):
   are skipped.  Returns ``(point, low, high, n_skipped)``.  Raises ValueError when the arrays
   differ in length, are empty, or every resample is skipped.
   """
-  arrays = tuple(np.asarray(a) for a in arrays)
-  n = len(arrays[0])
-  if any(len(a) != n for a in arrays):
-    raise ValueError(f'arrays differ in length: {[len(a) for a in arrays]}')
-  stats = []
-  for row in _resample_indices(n, n_resamples, seed):
-    try:
-      stats.append(fn(*(a[row] for a in arrays)))
-    except ValueError:
-      continue
-  if not stats:
+  cis = bootstrap_cis(lambda *a: {'value': fn(*a)}, arrays, n_resamples=n_resamples,
+                      confidence=confidence, seed=seed)
+  if 'value' not in cis:
     raise ValueError('fn raised ValueError on every resample')
-  return (float(fn(*arrays)), *_percentile_interval(stats, confidence), n_resamples - len(stats))
+  return cis['value']
 
 
 def format_ci(point, low, high, digits=3) -> str:

@@ -70,22 +70,16 @@ def _classification_rows(records, n_resamples, seed):
   if classified.empty:
     return []
   y, p = classified['label'].to_numpy(), classified['prob'].to_numpy()
-  rows = []
-  for metric in CLASSIFICATION_METRICS:
 
-    def statistic(y, p, metric=metric):
-      value = classification.classification_metrics(y, p)[metric]
-      if value is None:
-        raise ValueError(f'{metric} undefined on this sample')
-      return value
+  def metrics(y, p):
+    out = classification.classification_metrics(y, p)
+    return {m: out[m] for m in CLASSIFICATION_METRICS}  # None where undefined on the sample
 
-    try:
-      point, low, high, _ = statistics.bootstrap_ci_fn(statistic, (y, p),
-                                                       n_resamples=n_resamples, seed=seed)
-    except ValueError:
-      continue  # undefined on this data (e.g. a single class)
-    rows.append((metric, point, low, high, len(y)))
-  return rows
+  try:
+    cis = statistics.bootstrap_cis(metrics, (y, p), n_resamples=n_resamples, seed=seed)
+  except ValueError:
+    return []  # undefined on this data (e.g. non-finite probabilities)
+  return [(m, *cis[m][:3], len(y)) for m in CLASSIFICATION_METRICS if m in cis]
 
 
 def _mean_rows(frame, metrics, n_resamples, seed):
@@ -99,9 +93,15 @@ def _mean_rows(frame, metrics, n_resamples, seed):
   return rows
 
 
-def _tuned(scored: pd.DataFrame, threshold: float) -> pd.DataFrame:
-  if not np.isclose(localisation.THRESHOLDS, threshold).any():
+def check_threshold(threshold: float | None) -> float | None:
+  """``threshold`` if it is None or one of ``localisation.THRESHOLDS`` (the IoU grid)."""
+  if threshold is not None and not np.isclose(localisation.THRESHOLDS, threshold).any():
     raise ValueError(f'tuned threshold {threshold} is not one of localisation.THRESHOLDS')
+  return threshold
+
+
+def _tuned(scored: pd.DataFrame, threshold: float) -> pd.DataFrame:
+  check_threshold(threshold)
   return pd.DataFrame({f'{p}_tuned': scored[grid_column(p, threshold)] for p in ('iou', 'dice')})
 
 
