@@ -21,9 +21,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.image_size = 128 if arg != 'tiny' else 32
   c.batch_size = 64 if arg != 'tiny' else 8
   c.repeats = 5 if arg != 'tiny' else 2
-  c.data = phantom_common.data_config(arg)
-  c.data.num_train = c.data.num_validation = c.batch_size  # only the test split is streamed
-  c.data.num_test = 512 if arg != 'tiny' else 16
-  c.data.image_size = c.image_size
+  c.data = phantom_common.bench_data_config(arg, c.image_size, c.batch_size)
   c.data_dir = ''  # default: <workdir>/data
   return c

@@ -26,9 +26,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.deletion_steps = 16 if arg != 'tiny' else 2
   c.faithfulness = True  # time the deletion/insertion case (34 forward passes per image)
   c.road = False  # ROAD's conjugate-gradient imputation: minutes per model on a CPU
-  c.data = phantom_common.data_config(arg)
-  c.data.num_train = c.data.num_validation = c.batch_size  # only the test split is streamed
-  c.data.num_test = 512 if arg != 'tiny' else 16
-  c.data.image_size = c.image_size
+  c.data = phantom_common.bench_data_config(arg, c.image_size, c.batch_size)
   c.data_dir = ''  # default: <workdir>/data
   return c

@@ -34,6 +34,16 @@ def data_config(arg: str = '') -> ml_collections.ConfigDict:
   return c
 
 
+def bench_data_config(arg: str, image_size: int, batch_size: int) -> ml_collections.ConfigDict:
+  """The phantom data set of a benchmark that streams only the test split: 512 images (16 for
+  'tiny') at ``image_size``, the other splits one batch each."""
+  c = data_config(arg)
+  c.num_train = c.num_validation = batch_size
+  c.num_test = 512 if arg != 'tiny' else 16
+  c.image_size = image_size
+  return c
+
+
 def train_config(arg: str = '') -> ml_collections.ConfigDict:
   """AdamW with warmup + cosine decay, class-weighted loss."""
   c = ml_collections.ConfigDict()
