@@ -14,11 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from cam_jax import cams
-from cam_jax.scoring import localisation, similarity
-from cam_jax.scoring.driver import as_batches
+from cam_jax.scoring import driver, localisation, similarity
 from cam_jax.train import checkpoint, mesh as mesh_lib
 
 
@@ -52,17 +50,20 @@ def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
   rep, dat = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
   step = jax.jit(step, in_shardings=(rep, rep, dat, dat), out_shardings=dat)
   state_a, state_b = jax.device_put((state_a, state_b), rep)
-  frames = []
-  for batch in tqdm(as_batches(dataset, batch_size), desc=f'agreement {method}',
-                    disable=not progress, unit='batch'):
-    images = mesh_lib.shard_batch({'image': batch['image']}, mesh)['image']
+
+  def device_fn(i, images, masks):
+    del i, masks
     targets = jax.device_put(jnp.full((images.shape[0],), target, jnp.int32), dat)
-    out = jax.device_get(step(state_a, state_b, images, targets))
+    return step(state_a, state_b, images, targets)
+
+  def to_frame(batch, out):
     valid = np.asarray(batch['valid'], bool)
-    frames.append(pd.DataFrame({
+    return pd.DataFrame({
         'id': np.asarray(batch['id']).astype(str),
         'has_mask': np.asarray(batch['mask']).reshape(len(valid), -1).any(axis=1),
         'ssim': np.asarray(out['ssim'], np.float64),
         'spearman': np.asarray(out['spearman'], np.float64),
-        'flags': [localisation.flag_names(int(f)) for f in out['flags']]})[valid])
-  return pd.concat(frames, ignore_index=True)
+        'flags': [localisation.flag_names(int(f)) for f in out['flags']]})[valid]
+
+  return driver.stream_frames(driver.as_batches(dataset, batch_size), device_fn, mesh,
+                              progress=progress, desc=f'agreement {method}', to_frame=to_frame)

@@ -13,6 +13,7 @@ extra forward passes); see ``scoring.faithfulness``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Sequence
 
 import jax
@@ -39,9 +40,23 @@ _COLUMN_ORDER = ('id', 'label', 'has_mask', 'prob', *summary_lib.LOCALISATION_ME
 
 @dataclasses.dataclass
 class ScoreResult:
+  """Per-image records; the summary tables are computed from them when first read."""
   records: pd.DataFrame   # one row per image: id, label, has_mask, prob, metrics, flags
-  summary: pd.DataFrame   # one row per metric: value with a bootstrap 95% CI
-  by_size: pd.DataFrame   # localisation metrics per lesion-size tercile, with CIs
+  n_resamples: int = 2000
+  seed: int = 0
+  tuned_threshold: float | None = None
+
+  @functools.cached_property
+  def summary(self) -> pd.DataFrame:
+    """One row per metric: value with a bootstrap 95% CI (``summary.summarise``)."""
+    return summary_lib.summarise(self.records, n_resamples=self.n_resamples, seed=self.seed,
+                                 tuned_threshold=self.tuned_threshold)
+
+  @functools.cached_property
+  def by_size(self) -> pd.DataFrame:
+    """Localisation metrics per lesion-size tercile, with CIs (``summary.by_lesion_size``)."""
+    return summary_lib.by_lesion_size(self.records, n_resamples=self.n_resamples,
+                                      seed=self.seed)
 
 
 def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
@@ -138,13 +153,15 @@ def _frame(batch: dict, out: dict, mask_keys: frozenset) -> pd.DataFrame:
   return frame[first + [c for c in frame if c not in first and c != 'flags'] + ['flags']]
 
 
-def _stream(batches: Iterable[dict], device_fn: Callable, mesh, progress: bool, desc: str,
-            mask_keys: frozenset) -> pd.DataFrame:
+def stream_frames(batches: Iterable[dict], device_fn: Callable, mesh, *, progress: bool,
+                  desc: str, to_frame: Callable[[dict, dict], pd.DataFrame]) -> pd.DataFrame:
+  """Streams eval ``batches`` through ``device_fn(i, images, masks)`` (sharded on ``mesh``) and
+  concatenates ``to_frame(batch, per-image numbers on the host)``, with a progress bar."""
   frames = []
   for i, batch in enumerate(tqdm(batches, desc=desc, disable=not progress, unit='batch')):
     sharded = mesh_lib.shard_batch({'image': batch['image'], 'mask': batch['mask']}, mesh)
     out = jax.device_get(device_fn(i, sharded['image'], sharded['mask']))
-    frames.append(_frame(batch, out, mask_keys))
+    frames.append(to_frame(batch, out))
   if not frames:
     raise ValueError('the data set yielded no batches: nothing to score')
   return pd.concat(frames, ignore_index=True)
@@ -155,14 +172,6 @@ def _mask_keys() -> frozenset:
                           jax.ShapeDtypeStruct((8, 8), jnp.float32),
                           jax.ShapeDtypeStruct((8, 8), jnp.bool_))
   return frozenset(k for k in shapes if k != 'flags')
-
-
-def _result(records, n_resamples, seed, tuned_threshold):
-  return ScoreResult(
-      records,
-      summary_lib.summarise(records, n_resamples=n_resamples, seed=seed,
-                            tuned_threshold=tuned_threshold),
-      summary_lib.by_lesion_size(records, n_resamples=n_resamples, seed=seed))
 
 
 def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | None = None,
@@ -189,8 +198,9 @@ def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | No
     return fn(state, images, masks, targets, image_keys(jnp.arange(i * n, (i + 1) * n)))
 
   def stream(dataset, progress: bool = False) -> pd.DataFrame:
-    return _stream(as_batches(dataset, batch_size), device_fn, mesh, progress,
-                   f'score {method}', mask_keys)
+    return stream_frames(as_batches(dataset, batch_size), device_fn, mesh, progress=progress,
+                         desc=f'score {method}',
+                         to_frame=functools.partial(_frame, mask_keys=mask_keys))
 
   return stream
 
@@ -215,11 +225,12 @@ def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
   """
   if isinstance(model, str):
     model, _ = checkpoint.load(model)
+  summary_lib.check_threshold(tuned_threshold)
   stream = record_stream(model, method=method, layer=layer, target=target, metrics=metrics,
                          batch_size=batch_size, mesh=mesh, seed=seed, top_k=top_k,
                          deletion_steps=deletion_steps, road_fractions=road_fractions,
                          **cam_options)
-  return _result(stream(dataset, progress), n_resamples, seed, tuned_threshold)
+  return ScoreResult(stream(dataset, progress), n_resamples, seed, tuned_threshold)
 
 
 def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
@@ -228,10 +239,10 @@ def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
                     top_k: int | None = None) -> ScoreResult:
   """Uniform random maps on a ``grid`` x ``grid`` lattice, postprocessed and scored like a CAM
   (localisation metrics only: a random map has no model to be faithful to)."""
+  summary_lib.check_threshold(tuned_threshold)
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_size(batch_size, mesh)
   key = jax.random.key(seed)
-
   parts = _slices(mesh, batch_size)
 
   @jax.jit
@@ -244,6 +255,7 @@ def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
     del images
     return fn(jax.random.fold_in(key, i), masks)
 
-  records = _stream(as_batches(dataset, batch_size), device_fn, mesh, progress, 'random',
-                    _mask_keys())
-  return _result(records, n_resamples, seed, tuned_threshold)
+  records = stream_frames(as_batches(dataset, batch_size), device_fn, mesh, progress=progress,
+                          desc='random', to_frame=functools.partial(_frame,
+                                                                    mask_keys=_mask_keys()))
+  return ScoreResult(records, n_resamples, seed, tuned_threshold)
