@@ -1,6 +1,6 @@
 """Benchmark: cam_jax heat maps beside pytorch-grad-cam, same architectures and weights.
 
-  python -m launch.bench --config=configs/bench_cams_torch.py --workdir=runs/bench_cams_torch
+  cam_jax bench --config=configs/bench_cams_torch.py --workdir=runs/bench_cams_torch
 
 Needs the test extra and pytorch-grad-cam (the README's test command installs both). ``:tiny``
 runs in seconds (what the tests run).
@@ -8,11 +8,11 @@ runs in seconds (what the tests run).
 
 import ml_collections
 
-from configs import phantom_common
+from cam_jax import presets
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  arg = phantom_common.check_arg(arg)
+  arg = presets.check_arg(arg)
   c = ml_collections.ConfigDict()
   c.suite = 'cams_vs_torch'
   c.models = 'resnet18,vgg11_bn,vit_s16' if arg != 'tiny' else 'resnet18'

@@ -1,6 +1,6 @@
 """Benchmark: whole-data-set scoring with every heat-map metric on, against Grad-CAM alone.
 
-  python -m launch.bench --config=configs/bench_scoring.py --workdir=runs/bench_scoring
+  cam_jax bench --config=configs/bench_scoring.py --workdir=runs/bench_scoring
 
 Per model, streaming the phantom test split in batches: Grad-CAM heat maps brought to the host
 (the reference: what a user gets without metrics); ``cam_jax.score`` with the localisation
@@ -12,11 +12,11 @@ extra forward passes. ``:tiny`` runs in seconds (what the tests run).
 
 import ml_collections
 
-from configs import phantom_common
+from cam_jax import presets
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  arg = phantom_common.check_arg(arg)
+  arg = presets.check_arg(arg)
   c = ml_collections.ConfigDict()
   c.suite = 'scoring'
   c.models = 'vgg_tiny,resnet_tiny,vit_tiny' if arg != 'tiny' else 'resnet_tiny'
@@ -26,6 +26,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.deletion_steps = 16 if arg != 'tiny' else 2
   c.faithfulness = True  # time the deletion/insertion case (34 forward passes per image)
   c.road = False  # ROAD's conjugate-gradient imputation: minutes per model on a CPU
-  c.data = phantom_common.bench_data_config(arg, c.image_size, c.batch_size)
-  c.data_dir = ''  # default: <workdir>/data
+  c.data = presets.bench_data_config(arg, c.image_size, c.batch_size)
+  c.data_dir = ''  # default: $CAM_JAX_DATA_DIR, else ~/.cache/cam_jax/datasets
   return c

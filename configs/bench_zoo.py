@@ -1,17 +1,17 @@
 """Benchmark: forward throughput of the model zoo at 224 px beside the same models in torch.
 
-  python -m launch.bench --config=configs/bench_zoo.py --workdir=runs/bench_zoo
+  cam_jax bench --config=configs/bench_zoo.py --workdir=runs/bench_zoo
 
 Needs torch (``pip install -e '.[test]'``). ``:tiny`` runs in seconds (what the tests run).
 """
 
 import ml_collections
 
-from configs import phantom_common
+from cam_jax import presets
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  arg = phantom_common.check_arg(arg)
+  arg = presets.check_arg(arg)
   c = ml_collections.ConfigDict()
   c.suite = 'zoo'
   c.models = 'resnet18,resnet50,vgg16_bn,vit_s16,vit_b16' if arg != 'tiny' else 'resnet18'

@@ -1,6 +1,6 @@
 """Scores the Grad-CAM maps of a trained model against the phantom lesion masks.
 
-  python -m launch.score --config=configs/score_phantom.py --workdir=runs/score_resnet \
+  cam_jax score --config=configs/score_phantom.py --workdir=runs/score_resnet \
       --config.checkpoint=runs/resnet_tiny/checkpoint
 
 Writes ``records.csv`` (one row per image; ``--config.score.records=records.parquet`` for Parquet),
@@ -11,15 +11,15 @@ faithfulness metrics.
 
 import ml_collections
 
-from configs import phantom_common
+from cam_jax import presets
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  arg = phantom_common.check_arg(arg)
+  arg = presets.check_arg(arg)
   c = ml_collections.ConfigDict()
-  c.checkpoint = ''  # a directory written by launch.train (required)
-  c.data = phantom_common.data_config(arg)
-  c.data_dir = ''  # default: <workdir>/data
+  c.checkpoint = ''  # a directory written by cam_jax train (required)
+  c.data = presets.data_config(arg)
+  c.data_dir = ''  # default: $CAM_JAX_DATA_DIR, else ~/.cache/cam_jax/datasets
   c.split = 'test'
   # method: one or more (comma-separated) of cam_jax.cams.METHODS; layer '' = the model's
   # default; target +1 explains the positive finding; aug_smooth / eigen_smooth as in

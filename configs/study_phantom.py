@@ -1,7 +1,7 @@
 """The embedded study: VGG, ResNet and ViT trained on phantom chest X-rays, Grad-CAM scored
 against the exact pneumothorax masks of the test split.
 
-  python -m launch.study --config=configs/study_phantom.py --workdir=runs/study_phantom
+  cam_jax study --config=configs/study_phantom.py --workdir=runs/study_phantom
 
 Arguments: ``:tiny`` (seconds, what the tests run), ``:large`` (an accelerator). Override any
 field, e.g. ``--config.models=resnet_tiny --config.train.epochs=5``.
@@ -9,18 +9,18 @@ field, e.g. ``--config.models=resnet_tiny --config.train.epochs=5``.
 
 import ml_collections
 
-from configs import phantom_common
+from cam_jax import presets
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  arg = phantom_common.check_arg(arg)
+  arg = presets.check_arg(arg)
   c = ml_collections.ConfigDict()
-  c.data = phantom_common.data_config(arg)
-  c.data_dir = ''  # default: <workdir>/data
+  c.data = presets.data_config(arg)
+  c.data_dir = ''  # default: $CAM_JAX_DATA_DIR, else ~/.cache/cam_jax/datasets
   c.models = 'vgg_tiny,resnet_tiny,vit_tiny' if arg != 'large' else 'vgg16_bn,resnet50,vit_s16'
   c.num_classes = 1
   c.init_from = ''  # pretrained weights per model: 'resnet50=/w/r50.pth,vit_s16=/w/vit.npz'
-  c.train = phantom_common.train_config(arg)
+  c.train = presets.train_config(arg)
   # Per-model changes to c.train: the ViT learns the lesion later than the CNNs (its validation
   # ROC-AUC jumps after about 5 epochs), so it trains twice as long.
   c.train_overrides = ml_collections.ConfigDict(

@@ -1,6 +1,6 @@
 """Trains one model on the phantom data set.
 
-  python -m launch.train --config=configs/train_phantom.py --workdir=runs/resnet_tiny \
+  cam_jax train --config=configs/train_phantom.py --workdir=runs/resnet_tiny \
       --config.model.name=resnet_tiny
 
 Arguments: ``:tiny`` (seconds), ``:large`` (an accelerator). Writes ``checkpoint/`` (orbax, with
@@ -9,16 +9,16 @@ Arguments: ``:tiny`` (seconds), ``:large`` (an accelerator). Writes ``checkpoint
 
 import ml_collections
 
-from configs import phantom_common
+from cam_jax import presets
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  arg = phantom_common.check_arg(arg)
+  arg = presets.check_arg(arg)
   c = ml_collections.ConfigDict()
-  c.data = phantom_common.data_config(arg)
-  c.data_dir = ''  # default: <workdir>/data
+  c.data = presets.data_config(arg)
+  c.data_dir = ''  # default: $CAM_JAX_DATA_DIR, else ~/.cache/cam_jax/datasets
   # init_from: a torchvision / timm state dict (.pth, .safetensors) or big_vision .npz to start
   # from; a head of another width is replaced, RGB first layers are folded to one channel.
   c.model = ml_collections.ConfigDict({'name': 'resnet_tiny', 'num_classes': 1, 'init_from': ''})
-  c.train = phantom_common.train_config(arg)
+  c.train = presets.train_config(arg)
   return c

@@ -1,39 +1,8 @@
-"""Rewrites a study's report from its records: ``python -m launch.report --workdir=DIR``.
+"""``python -m launch.report`` from a checkout: the same as ``cam_jax report``."""
 
-Reads ``DIR/config.json`` and ``DIR/records.csv`` (and ``sanity.csv``, ``agreement.csv`` where
-present), all written by ``launch.study``, so a report can be regenerated, or its statistics
-changed, without retraining or rescoring.
-"""
+import sys
 
-import json
-import os
-
-import ml_collections
-from absl import flags
-
-from cam_jax.scoring.summary import read_records
-from cam_jax.study import write_study_report
-from launch import common
-
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A study workdir.', required=True)
-_N_RESAMPLES = flags.DEFINE_integer('n_resamples', None, 'Bootstrap resamples (default: the '
-                                    "study's).")
-
-
-def main(argv):
-  del argv
-  workdir = _WORKDIR.value
-  paths = [os.path.join(workdir, f) for f in ('config.json', 'records.csv')]
-  for p in paths:
-    if not os.path.exists(p):
-      raise FileNotFoundError(f'{p} not found: is {workdir} a study workdir?')
-  with open(paths[0]) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if _N_RESAMPLES.value:
-    config.score.n_resamples = _N_RESAMPLES.value
-  write_study_report(workdir, config, read_records(paths[1]))
-  common.log(f'report: {os.path.join(workdir, "report.md")}')
-
+from cam_jax import cli
 
 if __name__ == '__main__':
-  common.run(main)
+  cli.main(['report', *sys.argv[1:]])

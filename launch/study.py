@@ -1,19 +1,8 @@
-"""Runs a study: ``python -m launch.study --config=configs/study_phantom.py --workdir=DIR``."""
+"""``python -m launch.study`` from a checkout: the same as ``cam_jax study``."""
 
-from absl import flags
-from ml_collections import config_flags
+import sys
 
-from cam_jax.study import run_study
-from launch import common
-
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config file.', lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.', required=True)
-
-
-def main(argv):
-  del argv
-  run_study(_CONFIG.value, _WORKDIR.value, log=common.log)
-
+from cam_jax import cli
 
 if __name__ == '__main__':
-  common.run(main)
+  cli.main(['study', *sys.argv[1:]])

@@ -1,31 +1,8 @@
-"""Trains one model: ``python -m launch.train --config=configs/train_phantom.py --workdir=DIR``."""
+"""``python -m launch.train`` from a checkout: the same as ``cam_jax train``."""
 
-import os
+import sys
 
-import pandas as pd
-from absl import flags
-from ml_collections import config_flags
-
-from cam_jax import data
-from cam_jax.train import loop
-from launch import common
-
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Train config file.', lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.', required=True)
-
-
-def main(argv):
-  del argv
-  config, workdir = _CONFIG.value, _WORKDIR.value
-  data_dir = config.data_dir or os.path.join(workdir, 'data')
-  train_src, val_src = (data.open_split(config.data, s, data_dir) for s in ('train', 'validation'))
-  recipe = loop.recipe(config.model.name, config.model.num_classes, config.data.image_size,
-                       config.train.seed)
-  result = loop.train(recipe, config.train, train_src, val_src, init_from=config.model.init_from,
-                      workdir=workdir, log=common.log)
-  pd.DataFrame(result.history).to_csv(os.path.join(workdir, 'history.csv'), index=False)
-  common.log(f'checkpoint: {os.path.join(workdir, "checkpoint")}')
-
+from cam_jax import cli
 
 if __name__ == '__main__':
-  common.run(main)
+  cli.main(['train', *sys.argv[1:]])

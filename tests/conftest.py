@@ -1,4 +1,5 @@
-"""Test setup: 8 host CPU devices (for the sharding tests) and a tiny prepared phantom data set."""
+"""Test setup: 8 host CPU devices (for the sharding tests), one data directory for the whole
+session (``$CAM_JAX_DATA_DIR``, inherited by the CLI subprocesses), a tiny prepared phantom."""
 
 import os
 
@@ -7,20 +8,23 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 
 import pytest  # pylint: disable=g-import-not-at-top
 
-from configs import phantom_common  # pylint: disable=g-import-not-at-top
+from cam_jax import presets  # pylint: disable=g-import-not-at-top
 
 
 @pytest.fixture(scope='session')
 def tiny_data_config():
-  return phantom_common.data_config('tiny')
+  return presets.data_config('tiny')
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='session', autouse=True)
 def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('data'))
+  path = str(tmp_path_factory.mktemp('data'))
+  os.environ['CAM_JAX_DATA_DIR'] = path  # no test writes to the user's cache
+  return path
 
 
 @pytest.fixture(scope='session')
 def tiny_splits(tiny_data_config, data_dir):
   from cam_jax import data  # pylint: disable=g-import-not-at-top
-  return {s: data.open_split(tiny_data_config, s, data_dir) for s in ('train', 'validation', 'test')}
+  return {s: data.open_split(tiny_data_config, s, data_dir)
+          for s in ('train', 'validation', 'test')}

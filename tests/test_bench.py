@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from cam_jax import bench
 
@@ -31,6 +32,7 @@ def test_ratios_are_relative_to_the_group_reference():
   assert '| g | other |' in bench.markdown(table)
 
 
+@pytest.mark.slow
 def test_bench_entry_point_writes_its_table(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run([sys.executable, '-m', 'launch.bench', '--config=configs/bench.py:tiny',
@@ -43,8 +45,8 @@ def test_bench_entry_point_writes_its_table(tmp_path):
     assert f'| {case} |' in text
 
 
+@pytest.mark.slow
 def test_zoo_suite_times_cam_jax_beside_torch(tmp_path):
-  import pytest  # pylint: disable=g-import-not-at-top
   pytest.importorskip('torch')
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.run([sys.executable, '-m', 'launch.bench', '--config=configs/bench_zoo.py:tiny',
@@ -55,9 +57,9 @@ def test_zoo_suite_times_cam_jax_beside_torch(tmp_path):
   assert 'resnet18: max |cam_jax - torch| / max |torch| =' in proc.stdout
 
 
+@pytest.mark.slow
 def test_cams_vs_torch_suite_times_pytorch_grad_cam_beside_cam_jax(tmp_path):
-  import pytest  # pylint: disable=g-import-not-at-top
-  from cam_jax.cams import pytorch_grad_cam_import  # pylint: disable=g-import-not-at-top
+  from cam_jax.testing import pytorch_grad_cam_import  # pylint: disable=g-import-not-at-top
   pytest.importorskip('torch')
   try:
     pytorch_grad_cam_import.import_pytorch_grad_cam()
@@ -72,6 +74,7 @@ def test_cams_vs_torch_suite_times_pytorch_grad_cam_beside_cam_jax(tmp_path):
     assert f'| resnet18 64px b2 | {case} |' in text
 
 
+@pytest.mark.slow
 def test_scoring_suite_times_device_metrics_beside_host_metrics(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run([sys.executable, '-m', 'launch.bench', '--config=configs/bench_scoring.py:tiny',

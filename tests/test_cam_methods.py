@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cam_jax import cams, models
-from cam_jax.train import mesh as mesh_lib
+from cam_jax.core import mesh as mesh_lib
 
 SIZE = 64
 
@@ -107,6 +107,7 @@ def _upsample_align_corners(a, size):
   return out
 
 
+@pytest.mark.slow
 def test_scorecam_matches_a_channel_by_channel_loop(setup):
   model, images, targets, act, _, _ = setup
   got = _cam(model, 'scorecam', images[:1], targets[:1], chunk=5)
@@ -134,6 +135,7 @@ def test_ablationcam_matches_the_closed_form_head(setup):
     np.testing.assert_allclose(got[i], ref, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_chunk_size_does_not_change_perturbation_maps(setup):
   model, images, targets, *_ = setup
   for method in ('scorecam', 'ablationcam'):
@@ -161,6 +163,7 @@ def test_several_layers_aggregate_like_pytorch_grad_cam(setup):
   np.testing.assert_allclose(heat, mean, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('method', ['gradcam', 'gradcam++', 'scorecam', 'eigencam'])
 def test_maps_on_8_devices_equal_1_device(setup, method):
   model, images, _, _, _, _ = setup
@@ -175,6 +178,7 @@ def test_maps_on_8_devices_equal_1_device(setup, method):
                              atol=1e-5 * np.abs(one).max())
 
 
+@pytest.mark.slow
 def test_attention_rollout_matches_a_numpy_rollout():
   model = models.create('vit_tiny', image_size=SIZE, seed=13)
   images = jax.random.normal(jax.random.key(14), (2, SIZE, SIZE, 1))

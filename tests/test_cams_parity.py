@@ -2,7 +2,7 @@
 
 Each family (a torchvision-style ResNet with basic blocks at 128 px, layer4 a 4x4 grid; a VGG with
 batch norm at 56 px, features.13 a 14x14 grid; a timm-style ViT at 32 px with 8 px patches,
-blocks.1.norm1 a 4x4 grid) is built in torch (``cam_jax.models.torch_reference``) with seeded
+blocks.1.norm1 a 4x4 grid) is built in torch (``cam_jax.testing.torch_reference``) with seeded
 random weights, BatchNorm statistics measured on random images and a head bias that centres the
 logits (so that images predict different classes), loaded into the matching cam_jax model, and
 explained by both libraries for 3 images with 3 different target classes: by pytorch-grad-cam
@@ -15,8 +15,8 @@ one ``ClassifierOutputTarget`` per image) and by cam_jax through
   postprocess (``_pgc_postprocess``) -- the CAM itself;
 * ``test_heat_maps_match_pytorch_grad_cam``: cam_jax's heat maps from ``cams.postprocess``.
 
-Methods: every cam_jax name in ``_PYTORCH_GRAD_CAM`` is tested; one that ``cam_jax.cams.METHODS``
-does not have (yet) is skipped with a reason.
+Methods: every cam_jax name in ``_PYTORCH_GRAD_CAM`` is tested, and must be both in
+``cam_jax.cams.METHODS`` and a class of the pinned pytorch-grad-cam.
 
 Requirements: torch, and pytorch-grad-cam installed WITHOUT its dependencies,
 ``pip install --no-deps grad-cam==1.5.5``: its declared dependencies pull PyPI's torchvision,
@@ -26,8 +26,8 @@ come with cam_jax). This module is skipped when pytorch-grad-cam (or one of thos
 
 torchvision stand-in: pytorch_grad_cam imports torchvision when imported (``torchvision.transforms``
 ``Compose``/``Normalize``/``ToTensor`` and ``torchvision.ops``, none of which these tests call).
-Where ``import torchvision`` fails, ``cam_jax/cams/pytorch_grad_cam_import.py`` puts a minimal stand-in
-``torchvision`` package (those names, each raising NotImplementedError when called) into
+Where ``import torchvision`` fails, ``cam_jax/testing/pytorch_grad_cam_import.py`` puts a minimal
+stand-in ``torchvision`` package (those names, each raising NotImplementedError when called) into
 ``sys.modules`` BEFORE importing pytorch_grad_cam, and removes it right after that import; where
 torchvision imports, it is used as is.
 """
@@ -45,9 +45,8 @@ from cam_jax.models import resnet, vgg, vit, weights
 
 torch = pytest.importorskip('torch')
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from cam_jax.models.torch_reference import TorchBasicBlock, TorchResNet, TorchVGG, TorchViT
-
-from cam_jax.cams import pytorch_grad_cam_import
+from cam_jax.testing import pytorch_grad_cam_import
+from cam_jax.testing.torch_reference import TorchBasicBlock, TorchResNet, TorchVGG, TorchViT
 
 try:
   pgc = pytorch_grad_cam_import.import_pytorch_grad_cam()
@@ -230,10 +229,10 @@ def _explained(family, method):
 
 
 def _require(method):
-  if method not in cams.METHODS:
-    pytest.skip(f'cam_jax.cams.METHODS has no {method!r} yet')
-  if not hasattr(pgc, _PYTORCH_GRAD_CAM[method]):
-    pytest.skip(f'pytorch-grad-cam {pgc.__name__} has no {_PYTORCH_GRAD_CAM[method]}')
+  assert method in cams.METHODS, f'cam_jax.cams.METHODS lacks {method!r}'
+  assert hasattr(pgc, _PYTORCH_GRAD_CAM[method]), (
+      f'pytorch-grad-cam lacks {_PYTORCH_GRAD_CAM[method]}')
+
 
 
 def _max_abs(got, want):
@@ -326,8 +325,6 @@ def test_eigen_smooth_matches_pytorch_grad_cam(family):
 def test_aug_smooth_matches_pytorch_grad_cam():
   """``heat_function(aug_smooth=True)``: the mean heat map over pytorch-grad-cam's default
   ttach transforms (horizontal flip x multiply by 0.9, 1, 1.1), each flipped back."""
-  if not hasattr(cams, 'heat_function'):
-    pytest.skip('cam_jax.cams has no heat_function yet')
   family = 'resnet'
   _, model, images = _family(family)
   want = _reference(family, 'gradcam', _per_image_targets(), aug_smooth=True)

@@ -5,10 +5,18 @@ import pytest
 from scipy import stats as sp_stats
 from sklearn import metrics as sk_metrics
 
-from cam_jax.scoring.classification import classification_metrics, f1, pr_auc, roc_auc
-from cam_jax.scoring.statistics import (bootstrap_ci, bootstrap_ci_fn, format_ci, holm,
-                                        paired_bootstrap, paired_bootstrap_fn, paired_delong,
-                                        paired_wilcoxon, spearman_bootstrap)
+from cam_jax.analysis.statistics import (
+  bootstrap_ci,
+  bootstrap_ci_fn,
+  format_ci,
+  holm,
+  paired_bootstrap,
+  paired_bootstrap_fn,
+  paired_delong,
+  paired_wilcoxon,
+  spearman_bootstrap,
+)
+from cam_jax.metrics.classification import classification_metrics, f1, pr_auc, roc_auc
 
 
 def _draws(n, n_resamples, seed):

@@ -1,6 +1,9 @@
-"""The absl entry points: bad input gives one line on stderr naming the valid choices, exit 2."""
+"""The command line, run as a user who installed the package runs it: the ``cam_jax`` command
+from a directory outside the checkout, configs given by path. Bad input gives exactly one line
+on stderr naming the valid choices and exit 2; a bug inside cam_jax prints its traceback."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -8,56 +11,125 @@ import pandas as pd
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CAM_JAX = os.path.join(os.path.dirname(sys.executable), 'cam_jax')  # the console entry point
 
 
-def _run(*args, tmp_path):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''}
-  proc = subprocess.run([sys.executable, '-m', *args, f'--workdir={tmp_path}'], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
+def _config(name: str) -> str:
+  return os.path.join(ROOT, 'configs', name)
+
+
+def _env():
+  return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''}
+
+
+def _run(*args, cwd, command=(CAM_JAX,)):
+  proc = subprocess.run([*command, *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+                        timeout=600)
   return proc.returncode, proc.stderr.strip().splitlines()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args,expected', [
-    (('launch.train', '--config=configs/train_phantom.py:tiny', '--config.nope=1'),
+    (('train', f'--config={_config("train_phantom.py")}:tiny', '--config.nope=1'),
      "error: unknown config field 'nope' in config; choose one of: data, data_dir, model, train"),
-    (('launch.train', '--config=configs/train_phantom.py:tiny', '--config.train.epoch=1'),
-     "error: unknown config field 'epoch' in config.train; choose one of: batch_size,"),
-    (('launch.study', '--config=configs/study_phantom.py:huge'),
-     "error: ValueError: unknown config argument 'huge'; choose one of: '', 'tiny', 'large'"),
-    (('launch.train', '--config=configs/train_phantom.py:tiny', '--config.model.name=resnet7'),
-     "error: unknown model 'resnet7'; choose one of: resnet101, resnet152, resnet18,"),
-    (('launch.score', '--config=configs/score_phantom.py:tiny', '--config.checkpoint=/nowhere'),
-     'error: no cam_jax checkpoint in /nowhere'),
-    (('launch.score', '--config=configs/score_phantom.py:tiny', '--config.checkpoint=/nowhere',
+    (('train', f'--config={_config("train_phantom.py")}:tiny', '--config.train.epoch=1'),
+     "error: unknown config field 'epoch' in config.train; choose one of: batch_size, "
+     'class_weighting, epochs, eval_batch_size, learning_rate, param_sharding, seed, '
+     'warmup_epochs, weight_decay'),
+    (('study', f'--config={_config("study_phantom.py")}:huge'),
+     "error: unknown config argument 'huge'; choose one of: '', 'tiny', 'large'"),
+    (('train', f'--config={_config("train_phantom.py")}:tiny', '--config.model.name=resnet7'),
+     "error: unknown model 'resnet7'; choose one of: resnet101, resnet152, resnet18, resnet34, "
+     'resnet50, resnet_tiny, vgg11,'),
+    (('score', f'--config={_config("score_phantom.py")}:tiny', '--config.checkpoint=/nowhere'),
+     'error: no cam_jax checkpoint in /nowhere (expected model.json and weights/)'),
+    (('score', f'--config={_config("score_phantom.py")}:tiny', '--config.checkpoint=/nowhere',
       '--config.score.metrics=localisation,rise'),
      "error: unknown metric group(s) 'rise'; choose from: localisation, deletion_insertion, road"),
-    (('launch.score', '--config=configs/score_phantom.py:tiny', '--config.checkpoint=/nowhere',
+    (('score', f'--config={_config("score_phantom.py")}:tiny', '--config.checkpoint=/nowhere',
       '--config.score.records=records.xlsx'),
-     'error: '),
+     'error: {workdir}/records.xlsx: records are written and read as .csv or .parquet'),
+    (('report',), 'error: {workdir}/config.json not found: is {workdir} a study workdir?'),
+    (('frob',), "error: unknown verb 'frob'; usage: cam_jax <verb> --config=FILE[:arg] "
+     '--workdir=DIR [--config.<field>=<value> ...]; verbs: prepare, train, score, study, report, '
+     'bench'),
 ])
 def test_bad_input_is_one_line_naming_the_choices(args, expected, tmp_path):
-  code, err = _run(*args, tmp_path=tmp_path)
+  workdir = str(tmp_path / 'w')
+  code, err = _run(*args, f'--workdir={workdir}', cwd=tmp_path)
   assert code == 2, err
-  assert len(err) >= 1 and err[-1].startswith(expected), err[-3:]
+  expected = expected.format(workdir=workdir)
+  assert [line for line in err if line.startswith('error: ')] == [err[-1]], err
+  assert err[-1].startswith(expected), err[-3:]
+  assert not any('Traceback' in line for line in err), err
 
 
-def test_score_writes_parquet_records_and_summaries(tmp_path):
-  from cam_jax import models  # pylint: disable=g-import-not-at-top
-  from cam_jax.scoring import summary  # pylint: disable=g-import-not-at-top
-  from cam_jax.train import checkpoint, loop  # pylint: disable=g-import-not-at-top
-  ckpt = str(tmp_path / 'ckpt')
-  checkpoint.save(ckpt, loop.recipe('resnet_tiny', 1, 32, 0),
-                  models.create('resnet_tiny', image_size=32, seed=0))
+@pytest.mark.slow
+def test_traceback_flag_prints_the_traceback_of_bad_input_too(tmp_path):
+  code, err = _run('train', f'--config={_config("train_phantom.py")}:tiny',
+                   '--config.model.name=resnet7', '--traceback', f'--workdir={tmp_path}',
+                   cwd=tmp_path)
+  assert code == 2
+  assert 'Traceback (most recent call last):' in err
+  assert err[-1].startswith("error: unknown model 'resnet7'")
+
+
+def test_an_internal_error_prints_its_traceback_not_a_bad_input_line(tmp_path):
+  """A ValueError raised inside cam_jax (here: a function patched to fail) is a bug: its
+  traceback is printed and the exit code is 1, never the one-line bad-input exit 2."""
+  script = (
+      'from cam_jax.models import checkpoint\n'
+      'def broken(*args, **kwargs):\n'
+      '  raise ValueError("an internal error")\n'
+      'checkpoint.recipe = broken\n'
+      'from cam_jax import cli\n'
+      f'cli.main(["train", "--config={_config("train_phantom.py")}:tiny", '
+      f'"--workdir={tmp_path}"])\n')
+  code, err = _run('-c', script, cwd=tmp_path, command=(sys.executable,))
+  assert code == 1, err
+  assert 'Traceback (most recent call last):' in err
+  assert err[-1] == 'ValueError: an internal error'
+  assert not any(line.startswith('error: ') for line in err)
+
+
+@pytest.mark.slow
+def test_verbs_and_the_api_example_run_outside_the_checkout(tmp_path):
+  """train, score and study from a temporary directory, then the README's Python API example
+  (at the tiny size, on the checkpoint just trained)."""
   out = tmp_path / 'out'
-  code, err = _run('launch.score', '--config=configs/score_phantom.py:tiny',
+  code, err = _run('train', f'--config={_config("train_phantom.py")}:tiny',
+                   f'--workdir={out / "train"}', cwd=tmp_path)
+  assert code == 0, err[-5:]
+  ckpt = out / 'train' / 'checkpoint'
+  assert (ckpt / 'model.json').exists() and (out / 'train' / 'history.csv').exists()
+  code, err = _run('score', f'--config={_config("score_phantom.py")}:tiny',
                    f'--config.checkpoint={ckpt}', '--config.cam.method=gradcam,hirescam',
                    '--config.score.records=records.parquet',
                    '--config.score.metrics=localisation,deletion_insertion',
-                   '--config.score.deletion_steps=2', tmp_path=out)
+                   '--config.score.deletion_steps=2', f'--workdir={out / "score"}', cwd=tmp_path)
   assert code == 0, err[-5:]
-  records = summary.read_records(str(out / 'records.parquet'))
+  from cam_jax.analysis import summary  # pylint: disable=g-import-not-at-top
+  records = summary.read_records(str(out / 'score' / 'records.parquet'))
   assert list(records['method'].unique()) == ['gradcam', 'hirescam']
   assert {'ehr_auc', 'deletion_auc', 'iou@0.50'} <= set(records.columns)
-  table = pd.read_csv(out / 'summary.csv')
+  table = pd.read_csv(out / 'score' / 'summary.csv')
   assert {'iou_tuned', 'insertion_auc'} <= set(table['metric'])
-  assert set(pd.read_csv(out / 'by_lesion_size.csv')['stratum']) == {'small', 'medium', 'large'}
+  assert set(pd.read_csv(out / 'score' / 'by_lesion_size.csv')['stratum']) == {
+      'small', 'medium', 'large'}
+  code, err = _run('study', f'--config={_config("study_phantom.py")}:tiny',
+                   '--config.models=resnet_tiny', '--config.repeat_models=',
+                   '--config.sanity.mode=', f'--workdir={out / "study"}', cwd=tmp_path)
+  assert code == 0, err[-5:]
+  assert '| resnet_tiny |' in (out / 'study' / 'report.md').read_text()
+  assert not (out / 'study' / 'data').exists()  # the data set lives in the shared data dir
+
+  readme = open(os.path.join(ROOT, 'README.md')).read()
+  example = re.search(r'## Python API\n\n```python\n(.*?)```', readme, re.S).group(1)
+  example = example.replace('presets.data_config()', "presets.data_config('tiny')")
+  example = example.replace("'runs/vgg/checkpoint'", repr(str(ckpt)))
+  assert "presets.data_config('tiny')" in example and str(ckpt) in example
+  script = example + '\nprint(len(result.records), list(result.summary["metric"])[:2])\n'
+  proc = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, env=_env(),
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().endswith("32 ['accuracy', 'roc_auc']"), proc.stdout[-500:]

@@ -4,8 +4,8 @@ import pytest
 from scipy import stats as sp_stats
 from sklearn import metrics as sk_metrics
 
-from cam_jax.scoring.compare import compare_models
-from cam_jax.scoring.statistics import holm, paired_delong
+from cam_jax.analysis.compare import compare_models
+from cam_jax.analysis.statistics import holm, paired_delong
 
 N = 60
 DEPTH = {'vgg11': 11, 'vgg16': 16, 'resnet50': 50, 'resnet101': 101}

@@ -11,7 +11,7 @@ import scipy.ndimage
 import scipy.sparse
 import scipy.sparse.linalg
 
-from cam_jax.scoring import faithfulness
+from cam_jax.metrics import faithfulness
 
 
 def sigmoid(x):
@@ -171,6 +171,7 @@ def nonlinear_model(seed, h, w, c, k):
   return lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w1) @ w2
 
 
+@pytest.mark.slow
 def test_batch_equals_loop_of_single_images():
   rng = np.random.default_rng(3)
   b, h, w, c = 4, 10, 10, 1

@@ -43,6 +43,7 @@ def _head_vit(model, block_input):
   return head
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['resnet_tiny', 'vgg_tiny', 'vit_tiny'])
 def test_gradcam_equals_per_image_grad_of_hand_composed_head(name):
   model = models.create(name, image_size=SIZE, seed=1)
@@ -66,6 +67,7 @@ def test_gradcam_equals_per_image_grad_of_hand_composed_head(name):
     np.testing.assert_allclose(raw[i], expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradcam_equals_closed_form_cam_for_gap_dense_head():
   """Zhou et al. 2016 CAM: sum_c w_c A_c; Grad-CAM equals it up to the positive scale 1/(h*w)."""
   model = models.create('resnet_tiny', image_size=SIZE, num_classes=4, seed=2)
@@ -98,6 +100,7 @@ def test_binary_targets_sign_and_prediction():
   np.testing.assert_allclose(pred, pos * sign[:, None, None], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_vmapped_batch_equals_single_image_calls():
   model = models.create('vit_tiny', image_size=SIZE, seed=6)
   fn, state, _ = cams.cam_function(model)

@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from cam_jax.scoring.host_metrics import localisation_metrics_numpy
-from cam_jax.scoring.localisation import (
-    FLAG_CONSTANT, FLAG_NO_HEAT, THRESHOLDS, box_mask, checked_top_k, default_top_k, flag_names,
-    localisation_metrics, otsu_level, tuned_threshold)
+from cam_jax.core.flags import FLAG_CONSTANT, FLAG_NO_HEAT, flag_names
+from cam_jax.metrics.localisation import (
+  THRESHOLDS,
+  box_mask,
+  checked_top_k,
+  default_top_k,
+  localisation_metrics,
+  otsu_level,
+  tuned_threshold,
+)
+from cam_jax.testing.host_metrics import localisation_metrics_numpy
 
 KEYS = {'ehr_auc', 'pointing_game', 'pointing_game_weighted', 'relevance_mass',
         'relevance_mass_weighted', 'relevance_rank', 'top_k', 'iou', 'dice', 'iou_grid',
@@ -133,6 +140,7 @@ def _random_case(rng, shape, kind):
   return heat, mask
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shape', [(4, 4), (5, 7), (8, 8)])
 def test_ehr_auc_matches_numpy_reference(shape):
   rng = np.random.default_rng(list(shape))
@@ -227,6 +235,7 @@ def _cam_like(rng, n, hw, quantise=False):
   return np.stack(heats).astype(np.float32), np.stack(masks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('quantise', [False, True])
 def test_device_matches_host_numpy_sklearn(quantise):
   heats, masks = _cam_like(np.random.default_rng(7 + quantise), 24, 32, quantise)
@@ -317,6 +326,7 @@ def test_tuned_threshold():
     tuned_threshold(grid[:, :5])
 
 
+@pytest.mark.slow
 def test_jit_vmap_matches_per_image_and_no_nan():
   rng = np.random.default_rng(0)
   heats, masks = [], []

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from cam_jax import models
+from cam_jax.core.errors import BadInput
 
 
 def _param_count(name, **kw):
@@ -31,11 +32,13 @@ def test_every_standard_model_has_a_published_count():
   assert sorted(PUBLISHED_COUNTS) == [n for n in models.names() if not n.endswith('_tiny')]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,count', sorted(PUBLISHED_COUNTS.items()))
 def test_standard_parameter_counts_equal_torchvision_and_timm(name, count):
   assert _param_count(name, num_classes=1000, in_channels=3, image_size=224) == count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['vgg_tiny', 'resnet_tiny', 'vit_tiny'])
 def test_cpu_variants_forward_and_cam_layers(name):
   model = models.create(name, num_classes=1, image_size=64)
@@ -71,7 +74,7 @@ def test_bad_names_list_the_choices():
   with pytest.raises(ValueError, match='unknown model .resnet7.*resnet18'):
     models.create('resnet7')
   model = models.create('resnet_tiny', image_size=32)
-  with pytest.raises(ValueError, match="unknown CAM layer 'layer9'.*layer1, layer2, layer3, layer4"):
+  with pytest.raises(BadInput, match="unknown CAM layer 'layer9'.*layer1, layer2, layer3, layer4"):
     models.resolve_layer(model, 'layer9')
   assert models.resolve_layer(model, None) == 'layer4'
 

@@ -1,9 +1,14 @@
 """The TFDS-backed phantom splits and the grain train / eval pipelines."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from cam_jax import data
+from cam_jax.core.errors import BadInput
 from cam_jax.data import phantom, pipeline
 
 
@@ -30,7 +35,7 @@ def _text(value):
 
 
 def test_unknown_split_and_dataset_name_the_choices(tiny_data_config, data_dir):
-  with pytest.raises(ValueError, match="unknown split 'val'; choose one of: train, validation, test"):
+  with pytest.raises(BadInput, match="unknown split 'val'; choose one of: train, validation, test"):
     data.open_split(tiny_data_config, 'val', data_dir)
   bad = tiny_data_config.copy_and_resolve_references()
   bad.name = 'siim'
@@ -84,3 +89,36 @@ def test_normalise_round_trips():
   pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
   np.testing.assert_allclose(pipeline.denormalise(pipeline.normalise(pixels)), pixels / 255.0,
                              atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_preparing_one_data_set_take_turns(tmp_path):
+  """Both get the data; exactly one prepares it (the other waits on the lock and reads it)."""
+  script = ('import sys\n'
+            'from cam_jax import data, presets\n'
+            "source = data.open_split(presets.data_config('tiny'), 'test', sys.argv[1])\n"
+            "print('records', len(source), sorted(str(source[i]['id']) for i in range(3)))\n")
+  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
+  procs = [subprocess.Popen([sys.executable, '-c', script, str(tmp_path)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+  results = [next(l for l in out.splitlines() if l.startswith('records')) for out, _ in outs]
+  assert results[0] == results[1] and results[0].startswith('records 32 ')
+  prepared = sum(out.count('downloaded and prepared') for out, _ in outs)
+  assert prepared == 1, [out for out, _ in outs]
+  leftovers = [p for p in tmp_path.rglob('*') if 'incomplete' in p.name]
+  assert not leftovers, leftovers
+
+
+def test_the_data_directory_is_the_config_then_the_environment_then_the_user_cache(
+    monkeypatch, tmp_path):
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.delenv(data.cache.ENV_VAR, raising=False)
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+  assert data.cache.data_dir() == str(tmp_path / 'cache' / 'cam_jax' / 'datasets')
+  monkeypatch.delenv('XDG_CACHE_HOME')
+  assert data.cache.data_dir() == os.path.expanduser('~/.cache/cam_jax/datasets')
+  monkeypatch.setenv(data.cache.ENV_VAR, 'shared')
+  assert data.cache.data_dir() == str(tmp_path / 'shared')
+  assert data.cache.data_dir('mine') == str(tmp_path / 'mine')

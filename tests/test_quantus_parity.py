@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from cam_jax.scoring.localisation import localisation_metrics
+from cam_jax.metrics.localisation import localisation_metrics
 
 quantus = pytest.importorskip('quantus')
 quantus_pointing_game = pytest.importorskip('quantus.metrics.localisation.pointing_game')
@@ -63,6 +63,7 @@ def test_equal_where_quantus_is_right(data, metric, key):
   np.testing.assert_allclose(np.asarray(out[key]), theirs, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_quantus_counts_ties_at_the_maximum_as_hits():
   # Four pixels tied at the maximum, one in the mask: Quantus scores a hit (1); the expected hit
   # over the tied pixels is 1/4.

@@ -10,10 +10,11 @@ from flax import nnx
 from skimage.metrics import structural_similarity
 
 import cam_jax
-from cam_jax import cams, data, models
+from cam_jax import cams, data, models, presets
+from cam_jax.core import mesh as mesh_lib
+from cam_jax.models import checkpoint
 from cam_jax.scoring import sanity
-from cam_jax.train import loop, mesh as mesh_lib
-from configs import phantom_common
+from cam_jax.train import loop
 
 EXPECTED_BLOCKS = {
     'vgg_tiny': ['features.0', 'features.1', 'features.4', 'features.5', 'features.8',
@@ -42,7 +43,7 @@ def _under(path, prefix):
 def _shifted(name):
   """A model whose every float variable differs from any fresh initialisation (BatchNorm scales
   start at 1 whatever the seed), with its recipe."""
-  recipe = loop.recipe(name, 1, 32, seed=0)
+  recipe = checkpoint.recipe(name, 1, 32, seed=0)
   graphdef, state = nnx.split(models.create(**recipe))
   state = jax.tree.map(lambda x: x + 0.25 if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
   return nnx.merge(graphdef, state), recipe
@@ -111,9 +112,9 @@ def test_step_k_randomises_k_blocks_from_the_top_cascading_or_one_independent(mo
 @pytest.fixture(scope='module')
 def trained(tiny_splits):
   """resnet_tiny trained 6 epochs on the tiny phantom split, as tests/test_train.py does."""
-  cfg = phantom_common.train_config('tiny')
+  cfg = presets.train_config('tiny')
   cfg.epochs = 6
-  return loop.train(loop.recipe('resnet_tiny', 1, 32, seed=0), cfg, tiny_splits['train'],
+  return loop.train(checkpoint.recipe('resnet_tiny', 1, 32, seed=0), cfg, tiny_splits['train'],
                     tiny_splits['validation'], mesh=_mesh1(), log=lambda m: None)
 
 
@@ -123,6 +124,7 @@ def _host_heat(model, images):
   return np.asarray(heat, np.float64)
 
 
+@pytest.mark.slow
 def test_sanity_check_randomised_weights_give_dissimilar_maps(trained, tiny_splits):
   """The issue's check, first half: maps of a trained model and of the same model with its
   weights randomised (cascading, from the logits down to the stem) are dissimilar.
@@ -163,6 +165,7 @@ def test_sanity_check_randomised_weights_give_dissimilar_maps(trained, tiny_spli
   assert random['ssim'].mean() < 0.5 and random['spearman'].mean() < 0.5
 
 
+@pytest.mark.slow
 def test_sanity_check_random_init_does_not_beat_the_random_baseline(tiny_splits):
   """The issue's check, second half: maps of randomly initialised models do not beat the
   random-heatmap baseline.

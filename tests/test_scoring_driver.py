@@ -8,8 +8,11 @@ import pytest
 
 import cam_jax
 from cam_jax import cams, data, models
-from cam_jax.scoring import driver, localisation, summary
-from cam_jax.train import mesh as mesh_lib
+from cam_jax.analysis import summary
+from cam_jax.core import flags as flags_lib, mesh as mesh_lib
+from cam_jax.core.errors import BadInput
+from cam_jax.metrics import classification, localisation
+from cam_jax.scoring import driver
 
 ALL_METRICS = ('localisation', 'deletion_insertion', 'road')
 FAST = dict(deletion_steps=2, road_fractions=(0.5,))  # few extra forward passes
@@ -28,6 +31,7 @@ def model():
   return models.create('resnet_tiny', image_size=32, seed=0)
 
 
+@pytest.mark.slow
 def test_records_match_a_direct_unfused_computation(model, tiny_splits):
   test = tiny_splits['test']
   result = cam_jax.score(model, test, batch_size=8, mesh=_mesh1(), progress=False,
@@ -42,8 +46,9 @@ def test_records_match_a_direct_unfused_computation(model, tiny_splits):
   heat, _ = cams.postprocess(raw, (32, 32))
   np.testing.assert_allclose(rec['prob'], jax.nn.sigmoid(logits[:, 0]), rtol=1e-5)
   for i in range(len(test)):
+    m = localisation.localisation_metrics(heat[i], masks[i])
+    assert rec['flags'][i] == flags_lib.flag_names(int(m['flags']))  # lesion or not
     if masks[i].any():
-      m = localisation.localisation_metrics(heat[i], masks[i])
       # Thresholded metrics may move by about a pixel's share when the fused and the separate
       # programs round heat differently (different XLA fusions).
       for k in summary.LOCALISATION_METRICS + ('otsu_threshold', 'mask_fraction'):
@@ -51,12 +56,12 @@ def test_records_match_a_direct_unfused_computation(model, tiny_splits):
       for j, t in enumerate(localisation.THRESHOLDS):
         np.testing.assert_allclose(rec[summary.grid_column('iou', t)][i], m['iou_grid'][j],
                                    atol=1e-4)
-      assert rec['flags'][i] == localisation.flag_names(int(m['flags']))
     else:
-      assert rec.loc[i, _metric_columns(rec)[1:]].isna().all() and rec['flags'][i] == ''
+      assert rec.loc[i, _metric_columns(rec)[1:]].isna().all()
   assert list(rec['has_mask']) == list(masks.reshape(len(test), -1).any(1))
 
 
+@pytest.mark.slow
 def test_streamed_in_batches_equals_all_at_once_and_padding_never_counts(model, tiny_splits):
   test = tiny_splits['test']
   kw = dict(mesh=_mesh1(), progress=False, n_resamples=50, metrics=ALL_METRICS, **FAST)
@@ -82,6 +87,7 @@ def test_streamed_in_batches_equals_all_at_once_and_padding_never_counts(model, 
   assert s.loc['ehr_auc', 'n'] == n_lesion
 
 
+@pytest.mark.slow
 def test_sharded_scoring_equals_one_device(model, tiny_splits):
   test = tiny_splits['test']
   kw = dict(batch_size=16, progress=False, n_resamples=50, metrics=ALL_METRICS, **FAST)
@@ -94,11 +100,12 @@ def test_sharded_scoring_equals_one_device(model, tiny_splits):
   np.testing.assert_allclose(one[faithful], eight[faithful], atol=2e-2)
 
 
+@pytest.mark.slow
 def test_summary_tuned_threshold_and_lesion_size_strata(model, tiny_splits):
   result = cam_jax.score(model, tiny_splits['test'], batch_size=16, mesh=_mesh1(),
                          progress=False, n_resamples=100, tuned_threshold=0.3)
   s = result.summary.set_index('metric')
-  for k in summary.CLASSIFICATION_METRICS + summary.LOCALISATION_METRICS + ('iou_tuned',):
+  for k in classification.CLASSIFICATION_METRICS + summary.LOCALISATION_METRICS + ('iou_tuned',):
     assert s.loc[k, 'low'] <= s.loc[k, 'value'] <= s.loc[k, 'high'], k
   rec = result.records
   lesion = rec[rec['has_mask']]
@@ -119,6 +126,7 @@ def test_summary_tuned_threshold_and_lesion_size_strata(model, tiny_splits):
     summary.summarise(rec, n_resamples=10, tuned_threshold=0.33)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['records.csv', 'records.parquet'])
 def test_records_round_trip(model, tiny_splits, tmp_path, name):
   rec = cam_jax.score(model, tiny_splits['test'], batch_size=16, mesh=_mesh1(), progress=False,
@@ -135,6 +143,7 @@ def test_unknown_metric_group_is_named(model, tiny_splits):
     cam_jax.score(model, tiny_splits['test'], metrics=('rise',), batch_size=16, mesh=_mesh1())
 
 
+@pytest.mark.slow
 def test_random_baseline_is_seeded_and_near_chance(tiny_splits):
   kw = dict(batch_size=8, mesh=_mesh1(), progress=False, n_resamples=50)
   a = cam_jax.random_baseline(tiny_splits['test'], seed=1, **kw).records
@@ -149,9 +158,10 @@ def test_random_baseline_is_seeded_and_near_chance(tiny_splits):
   assert abs(scored['relevance_mass'].mean() - scored['mask_fraction'].mean()) < 0.05
 
 
+@pytest.mark.slow
 def test_score_accepts_a_checkpoint_directory(model, tiny_splits, tmp_path):
-  from cam_jax.train import checkpoint, loop  # pylint: disable=g-import-not-at-top
-  checkpoint.save(str(tmp_path / 'ckpt'), loop.recipe('resnet_tiny', 1, 32, 0), model)
+  from cam_jax.models import checkpoint  # pylint: disable=g-import-not-at-top
+  checkpoint.save(str(tmp_path / 'ckpt'), checkpoint.recipe('resnet_tiny', 1, 32, 0), model)
   a = cam_jax.score(str(tmp_path / 'ckpt'), tiny_splits['test'], batch_size=16, mesh=_mesh1(),
                     progress=False, n_resamples=20).records
   b = cam_jax.score(model, tiny_splits['test'], batch_size=16, mesh=_mesh1(), progress=False,
@@ -161,3 +171,38 @@ def test_score_accepts_a_checkpoint_directory(model, tiny_splits, tmp_path):
 
 def test_check_metrics_keeps_order():
   assert driver.check_metrics(['road', 'localisation']) == ('road', 'localisation')
+
+
+@pytest.mark.slow
+def test_a_lesion_free_image_keeps_its_flags_beside_its_faithfulness_numbers(model):
+  """A non-finite heat map of an image without a lesion is named in ``flags``, so its
+  deletion / insertion numbers never appear unflagged."""
+  images = np.zeros((4, 32, 32, 1), np.float32)
+  images[:2] = np.nan
+  batch = {'image': images, 'mask': np.zeros((4, 32, 32), bool), 'label': np.zeros(4, np.int32),
+           'id': np.array([f'img{i}' for i in range(4)]), 'valid': np.ones(4, bool)}
+  rec = cam_jax.score(model, iter([batch]), batch_size=4, mesh=_mesh1(), progress=False,
+                      metrics=('localisation', 'deletion_insertion'), deletion_steps=2).records
+  assert not rec['has_mask'].any()
+  assert all('nonfinite' in f for f in rec['flags'][:2]), list(rec['flags'])
+  assert 'nonfinite' not in ''.join(rec['flags'][2:])
+  assert rec['deletion_auc'][2:].notna().all()  # NaN images give NaN curves, named by flags
+  assert rec['ehr_auc'].isna().all()  # no lesion: no localisation number
+
+
+@pytest.mark.slow
+def test_tune_on_tunes_on_that_data_set_then_scores(model, tiny_splits):
+  kw = dict(batch_size=16, mesh=_mesh1(), progress=False, n_resamples=10)
+  tuned = cam_jax.score(model, tiny_splits['test'], tune_on=tiny_splits['validation'], **kw)
+  expected = summary.tune_threshold(cam_jax.score(model, tiny_splits['validation'],
+                                                  **kw).records)
+  assert tuned.tuned_threshold == expected
+  by_hand = cam_jax.score(model, tiny_splits['test'], tuned_threshold=expected, **kw)
+  pd.testing.assert_frame_equal(tuned.records, by_hand.records)
+  assert 'iou_tuned' in set(tuned.summary['metric'])
+  base = cam_jax.random_baseline(tiny_splits['test'], tune_on=tiny_splits['validation'], **kw)
+  assert base.tuned_threshold == summary.tune_threshold(
+      cam_jax.random_baseline(tiny_splits['validation'], **kw).records)
+  with pytest.raises(BadInput, match='not both'):
+    cam_jax.score(model, tiny_splits['test'], tune_on=tiny_splits['validation'],
+                  tuned_threshold=0.5, **kw)

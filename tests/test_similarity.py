@@ -10,8 +10,9 @@ import scipy.stats
 from skimage.metrics import structural_similarity
 
 from cam_jax import cams, data, models
-from cam_jax.scoring import agreement, similarity
-from cam_jax.train import mesh as mesh_lib
+from cam_jax.core import mesh as mesh_lib
+from cam_jax.metrics import similarity
+from cam_jax.scoring import agreement
 
 
 def _skimage_ssim(a, b):
@@ -50,6 +51,7 @@ def test_ssim_and_spearman_match_skimage_and_scipy(kind):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_identical_maps_score_one_and_constant_maps_have_defined_values():
   a = _pairs('upsampled', n=1)[0, 0]
   assert float(similarity.ssim(jnp.asarray(a), jnp.asarray(a))) == pytest.approx(1.0, abs=1e-6)
@@ -63,6 +65,7 @@ def test_identical_maps_score_one_and_constant_maps_have_defined_values():
   assert float(similarity.ssim(jnp.zeros((16, 16)), jnp.zeros((16, 16)))) == 1.0
 
 
+@pytest.mark.slow
 def test_vmap_over_pairs_equals_a_loop():
   rng = np.random.default_rng(3)
   grids = rng.random((2, 6, 4, 4)).astype(np.float32)
@@ -85,6 +88,7 @@ def test_bad_shapes_are_rejected():
     similarity.spearman(jnp.zeros((12, 12)), jnp.zeros((13, 12)))
 
 
+@pytest.mark.slow
 def test_map_agreement_of_two_architectures_matches_host_references(tiny_splits):
   """Reproducibility table (resnet_tiny vs vgg_tiny) on 8 devices, batches of 24 over 32 records
   (16 padded rows): every record once, numbers equal to skimage / scipy on host heat maps."""

@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from cam_jax import report
 from cam_jax.study import run_study
 from configs import study_phantom
 
+pytestmark = pytest.mark.slow  # whole-pipeline runs in subprocesses: minutes
 
 def test_tiny_study_end_to_end_and_resume(tmp_path, data_dir):
   config = study_phantom.get_config('tiny')

@@ -7,9 +7,10 @@ import optax
 import pytest
 from flax import nnx
 
-from cam_jax import models
-from cam_jax.train import checkpoint, loop, mesh as mesh_lib, step as step_lib
-from configs import phantom_common
+from cam_jax import models, presets
+from cam_jax.core import mesh as mesh_lib
+from cam_jax.models import checkpoint
+from cam_jax.train import loop, step as step_lib
 
 
 def _batch(n=16, size=32, seed=0):
@@ -18,6 +19,7 @@ def _batch(n=16, size=32, seed=0):
           'label': (np.arange(n) % 3 == 0).astype(np.int32)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,param_sharding', [('resnet_tiny', 'replicate'),
                                                   ('vit_tiny', 'replicate'),
                                                   ('resnet_tiny', 'fsdp'), ('vit_tiny', 'fsdp')])
@@ -60,13 +62,15 @@ def test_weighted_loss_matches_hand_computation():
   logits = jnp.array([[2.0], [-1.0], [0.5]])
   labels = jnp.array([1, 0, 0])
   w = step_lib.ClassWeights((1.0, 3.0))
-  bce = lambda z, y: -(y * np.log(1 / (1 + np.exp(-z))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-z))))
+  sigmoid = lambda z: 1 / (1 + np.exp(-z))
+  bce = lambda z, y: -(y * np.log(sigmoid(z)) + (1 - y) * np.log(1 - sigmoid(z)))
   expected = (3 * bce(2.0, 1) + bce(-1.0, 0) + bce(0.5, 0)) / (3 + 1 + 1)
   np.testing.assert_allclose(step_lib.weighted_loss(logits, labels, w), expected, rtol=1e-6)
   softmax = jnp.array([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]])
   lab = jnp.array([2, 1])
   w3 = step_lib.ClassWeights((1.0, 2.0, 4.0))
-  ce = [-np.log(np.exp(-1) / np.exp([1, 0, -1]).sum()), -np.log(np.exp(2) / np.exp([0, 2, 0]).sum())]
+  ce = [-np.log(np.exp(-1) / np.exp([1, 0, -1]).sum()),
+        -np.log(np.exp(2) / np.exp([0, 2, 0]).sum())]
   np.testing.assert_allclose(step_lib.weighted_loss(softmax, lab, w3),
                              (4 * ce[0] + 2 * ce[1]) / 6, rtol=1e-6)
 
@@ -78,8 +82,9 @@ def test_balanced_class_weights_and_missing_class():
     step_lib.ClassWeights.from_labels(np.zeros(5, int), num_classes=1)
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
-  recipe = loop.recipe('vgg_tiny', 1, 32, seed=5)
+  recipe = checkpoint.recipe('vgg_tiny', 1, 32, seed=5)
   model = models.create(**recipe)
   # Move batch statistics off their initial values so the test sees them restored.
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -94,11 +99,12 @@ def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
     checkpoint.load(str(tmp_path / 'missing'))
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_on_the_tiny_phantom(tiny_splits):
   """The loop runs its epochs, logs one history row each, and the training loss falls."""
-  cfg = phantom_common.train_config('tiny')
+  cfg = presets.train_config('tiny')
   cfg.epochs = 6
-  result = loop.train(loop.recipe('resnet_tiny', 1, 32, 0), cfg, tiny_splits['train'],
+  result = loop.train(checkpoint.recipe('resnet_tiny', 1, 32, 0), cfg, tiny_splits['train'],
                       tiny_splits['validation'], mesh=mesh_lib.make_mesh(jax.devices()[:1]),
                       log=lambda m: None)
   assert len(result.history) == 6
@@ -111,8 +117,9 @@ def test_batch_size_must_divide_the_mesh():
 
 
 def test_fsdp_rules_shard_the_largest_divisible_axis():
-  from cam_jax.train import sharding  # pylint: disable=g-import-not-at-top
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+
+  from cam_jax.train import sharding  # pylint: disable=g-import-not-at-top
   rules = sharding.STRATEGIES['fsdp']
   spec = lambda path, shape: sharding.partition_spec(path, shape, rules, 8, min_size=64)
   assert spec('/params/layer1/0/conv1/kernel', (3, 3, 64, 128)) == P(None, None, None, 'data')
@@ -125,6 +132,7 @@ def test_fsdp_rules_shard_the_largest_divisible_axis():
     sharding.tree_shardings({}, mesh_lib.make_mesh(), 'zero')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['resnet152', 'vit_l16'])
 def test_fsdp_rules_shard_almost_all_of_a_large_model(name):
   """On 8 devices the FSDP rules split >= 95% of ResNet-152's and ViT-L's parameter bytes."""

@@ -16,8 +16,13 @@ from cam_jax.models import resnet, vgg, vit, weights
 torch = pytest.importorskip('torch')
 nn = torch.nn
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from cam_jax.models.torch_reference import (TorchBasicBlock, TorchBottleneck, TorchResNet,
-                                            TorchVGG, TorchViT)
+from cam_jax.testing.torch_reference import (
+  TorchBasicBlock,
+  TorchBottleneck,
+  TorchResNet,
+  TorchVGG,
+  TorchViT,
+)
 
 _VGG_STAGES = ((8,), (16, 16))
 _VIT = dict(patch=8, dim=32, depth=2, heads=4)
@@ -86,6 +91,7 @@ _PARITY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('family', sorted(_PARITY))
 def test_torch_checkpoint_gives_the_same_logits(family, tmp_path):
   make_torch, make_jax, size = _PARITY[family]
@@ -98,6 +104,7 @@ def test_torch_checkpoint_gives_the_same_logits(family, tmp_path):
   assert skipped == [] and err <= 1e-4
 
 
+@pytest.mark.slow
 def test_wrapped_checkpoint_and_safetensors_load_the_same(tmp_path):
   safetensors_numpy = pytest.importorskip('safetensors.numpy')
   ref_model = _randomise(lambda: TorchVGG(_VGG_STAGES, True, 5, hidden=32))
@@ -117,6 +124,7 @@ def _params(model):
           for path, v in jax.tree_util.tree_flatten_with_path(pure)[0]}
 
 
+@pytest.mark.slow
 def test_big_vision_npz_round_trip_and_layout(tmp_path):
   ref_model = _randomise(lambda: TorchViT(32, num_classes=5, **_VIT))
   source, _ = weights.load_state_dict(_small_vit(seed=0), ref_model.state_dict())
@@ -171,6 +179,7 @@ def test_big_vision_npz_round_trip_and_layout(tmp_path):
     assert part in str(err.value)
 
 
+@pytest.mark.slow
 def test_other_class_count_keeps_the_fresh_head(tmp_path):
   ref_model = _randomise(
       lambda: TorchResNet(TorchBottleneck, (1, 1, 1, 1), (8, 16, 32, 64), 1000))
@@ -228,6 +237,7 @@ def test_pos_embed_same_grid_is_unchanged_and_other_grids_interpolate_linearly()
       np.testing.assert_allclose(grid_out[r, c], grid_want[r, c], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_vit_weights_load_at_another_image_size():
   ref_model = _randomise(lambda: TorchViT(32, num_classes=5, **_VIT))
   model, _ = weights.load_state_dict(_small_vit(image_size=64), ref_model.state_dict())
@@ -259,16 +269,18 @@ def test_unknown_file_format_is_an_error(tmp_path):
     weights.load_file(_small_vit(), tmp_path / 'w.ckpt')
 
 
+@pytest.mark.slow
 def test_training_starts_from_init_from_weights(tmp_path, tiny_splits):
   """loop.train(init_from=...) loads a torchvision checkpoint: RGB stem folded, head fresh."""
+  from cam_jax import presets  # pylint: disable=g-import-not-at-top
+  from cam_jax.models import checkpoint  # pylint: disable=g-import-not-at-top
   from cam_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from configs import phantom_common  # pylint: disable=g-import-not-at-top
   ref = _randomise(lambda: TorchResNet(TorchBasicBlock, (2, 2, 2, 2), (64, 128, 256, 512), 1000))
   path = str(tmp_path / 'r18.pth')
   torch.save(ref.state_dict(), path)
-  cfg = phantom_common.train_config('tiny')
+  cfg = presets.train_config('tiny')
   cfg.epochs = 0  # the initial weights themselves
-  recipe = loop.recipe('resnet18', 1, 32, seed=0)
+  recipe = checkpoint.recipe('resnet18', 1, 32, seed=0)
   logs = []
   model = loop.train(recipe, cfg, tiny_splits['train'], tiny_splits['validation'],
                      init_from=path, log=logs.append).model

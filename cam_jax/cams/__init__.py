@@ -11,9 +11,20 @@ from flax import nnx
 
 from cam_jax import models
 from cam_jax.cams import eigencam, gradcam, perturbation, rollout
-from cam_jax.cams.base import (ACTIVATION, ATTENTION, GRADIENT, PERTURBATION, PREDICTED, Method,
-                               make_cam_fn, projection_2d, target_score)
+from cam_jax.cams.base import (
+  ACTIVATION,
+  ATTENTION,
+  GRADIENT,
+  PERTURBATION,
+  PREDICTED,
+  Method,
+  describe_target,
+  make_cam_fn,
+  projection_2d,
+  target_score,
+)
 from cam_jax.cams.postprocess import postprocess
+from cam_jax.core.errors import BadInput
 
 METHODS = {
     'gradcam': Method(gradcam.grad_cam),
@@ -41,18 +52,18 @@ def cam_function(model: nnx.Module, method: str = 'gradcam',
   per image that Score-CAM and Ablation-CAM run at once.
   """
   if method not in METHODS:
-    raise ValueError(f'unknown CAM method {method!r}; choose one of: {", ".join(sorted(METHODS))}')
+    raise BadInput(f'unknown CAM method {method!r}; choose one of: {", ".join(sorted(METHODS))}')
   if METHODS[method].kind == ATTENTION:
     if not hasattr(model, 'attention_layers') or layer is not None:
-      raise ValueError(f'{method!r} reads every attention layer of a ViT: give no layer '
-                       f'(got {type(model).__name__}, layer {layer!r})')
+      raise BadInput(f'{method!r} reads every attention layer of a ViT: give no layer '
+                     f'(got {type(model).__name__}, layer {layer!r})')
     graphdef, state = nnx.split(model)
     fn = make_cam_fn(graphdef, METHODS[method], model.attention_layers, model.to_grid)
     return lambda st, images, targets: _first(fn(st, images, targets)), state, 'attention'
   single = layer is None or isinstance(layer, str)
   layers = [models.resolve_layer(model, l) for l in ([layer] if single else layer)]
   if not layers:
-    raise ValueError('no CAM layer given; choose from: ' + ', '.join(model.cam_layers))
+    raise BadInput('no CAM layer given; choose from: ' + ', '.join(model.cam_layers))
   graphdef, state = nnx.split(model)
   fn = make_cam_fn(graphdef, METHODS[method], layers, model.to_grid, eigen_smooth=eigen_smooth,
                    chunk=chunk)
@@ -100,5 +111,5 @@ def _first(out):
 
 
 __all__ = ['ACTIVATION', 'ATTENTION', 'GRADIENT', 'METHODS', 'Method', 'PERTURBATION', 'PREDICTED',
-           'TTA_FACTORS', 'cam_function', 'heat_function', 'make_cam_fn', 'postprocess',
-           'projection_2d', 'target_score']
+           'TTA_FACTORS', 'cam_function', 'describe_target', 'heat_function', 'make_cam_fn',
+           'postprocess', 'projection_2d', 'target_score']

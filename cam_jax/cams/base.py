@@ -56,6 +56,15 @@ def target_score(logits: jax.Array, target: jax.Array) -> jax.Array:
   return logits[idx]
 
 
+def describe_target(target: int, num_classes: int) -> str:
+  """What ``target`` explains, in words (``target_score``'s conventions)."""
+  if num_classes == 1:
+    if target == PREDICTED:
+      return 'the predicted finding'
+    return 'the positive finding' if target > 0 else 'the negative finding'
+  return 'the predicted class' if target < 0 else f'class {int(target)}'
+
+
 def projection_2d(weighted: jax.Array) -> jax.Array:
   """First principal component of the (h*w, C) centred activations, as an (h, w) map
   (Muhammad & Yeasin, "Eigen-CAM", IJCNN 2020; pytorch-grad-cam's ``get_2d_projection``)."""

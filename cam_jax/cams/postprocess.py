@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from cam_jax.scoring.localisation import FLAG_CONSTANT, FLAG_NONFINITE
+from cam_jax.core.flags import FLAG_CONSTANT, FLAG_NONFINITE
 
 
 def _min_max(cams):

@@ -19,6 +19,8 @@ import dataclasses
 
 import numpy as np
 
+from cam_jax.core.errors import BadInput
+
 # (name, low, high, count): uniform per-image draws, made for every image whatever its label.
 # Per-lung entries (count 2) are indexed 0 = image-left lung. ptx_depth is the depth of the air
 # band as a fraction of the lung's radius; lengths are in normalised units (image width = 2).
@@ -63,12 +65,12 @@ class PhantomSpec:
 
   def __post_init__(self):
     if not isinstance(self.image_size, (int, np.integer)) or not 32 <= self.image_size <= 1024:
-      raise ValueError(f'image_size must be an int in [32, 1024], got {self.image_size!r}')
+      raise BadInput(f'image_size must be an int in [32, 1024], got {self.image_size!r}')
     for name in _RATES:
       if not 0.0 <= getattr(self, name) <= 1.0:
-        raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)!r}')
+        raise BadInput(f'{name} must be in [0, 1], got {getattr(self, name)!r}')
     if not self.noise >= 0.0:
-      raise ValueError(f'noise must be >= 0, got {self.noise!r}')
+      raise BadInput(f'noise must be >= 0, got {self.noise!r}')
 
 
 def sample_params(spec: PhantomSpec, seed: int, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -103,7 +105,7 @@ def render(spec: PhantomSpec, params: dict[str, np.ndarray]) -> tuple[np.ndarray
   p = {k: np.asarray(v) for k, v in params.items()}
   s = spec.image_size
   if p['texture_noise'].shape[1:] != (s, s):
-    raise ValueError(f'params are for size {p["texture_noise"].shape[1:]}, spec has {s}')
+    raise BadInput(f'params are for size {p["texture_noise"].shape[1:]}, spec has {s}')
   px = 2.0 / s
   c = ((np.arange(s) + 0.5) * px - 1).astype(np.float32)
   x, y = c[None, None, :], c[None, :, None]
@@ -199,7 +201,7 @@ def render(spec: PhantomSpec, params: dict[str, np.ndarray]) -> tuple[np.ndarray
 def generate(spec: PhantomSpec, seed: int, start: int, count: int) -> dict[str, np.ndarray]:
   """Images ``start .. start+count-1`` (count >= 1): image, mask, label, tube, marker, index."""
   if count < 1 or start < 0:
-    raise ValueError(f'need start >= 0 and count >= 1, got start={start}, count={count}')
+    raise BadInput(f'need start >= 0 and count >= 1, got start={start}, count={count}')
   chunk = max(1, 2 ** 21 // spec.image_size ** 2)  # ~8 MB per working array
   parts = []
   for lo in range(start, start + count, chunk):

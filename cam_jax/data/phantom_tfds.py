@@ -14,7 +14,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from cam_jax.data import phantom
+from cam_jax.data import cache, phantom
 
 SPLITS = ('train', 'validation', 'test')
 _CHUNK = 256
@@ -75,10 +75,19 @@ class Phantom(tfds.core.GeneratorBasedBuilder):
 
 
 def load(spec: phantom.PhantomSpec, sizes: dict[str, int], seed: int, data_dir: str) -> Phantom:
-  """The prepared builder (generated on first use, then read from ``data_dir``)."""
-  builder = Phantom(config=builder_config(spec, sizes, seed), data_dir=data_dir,
-                    file_format='array_record')
-  if not os.path.isdir(builder.data_dir):
-    tfds.disable_progress_bar()
-    builder.download_and_prepare()
-  return builder
+  """The prepared builder (generated on first use, then read from ``data_dir``); safe when
+  several processes ask for the same one at once (``cache.preparing``)."""
+
+  def builder():  # reads the data set's info from disk when it is there
+    return Phantom(config=builder_config(spec, sizes, seed), data_dir=data_dir,
+                   file_format='array_record')
+
+  found = builder()
+  if os.path.isdir(found.data_dir):  # TFDS renames a finished preparation into place
+    return found
+  with cache.preparing(found.data_dir):
+    found = builder()
+    if not os.path.isdir(found.data_dir):
+      tfds.disable_progress_bar()
+      found.download_and_prepare()
+  return found

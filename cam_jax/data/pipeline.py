@@ -12,6 +12,8 @@ import math
 import grain
 import numpy as np
 
+from cam_jax.core.errors import BadInput
+
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
 
 
@@ -57,8 +59,8 @@ def train_batches(source, *, batch_size: int, seed: int, epoch: int, augmented: 
                   num_threads: int = 2):
   """One epoch of shuffled (seed, epoch) batches; the incomplete last batch is dropped."""
   if len(source) < batch_size:
-    raise ValueError(f'training split has {len(source)} records, fewer than batch size '
-                     f'{batch_size}')
+    raise BadInput(f'training split has {len(source)} records, fewer than batch size '
+                   f'{batch_size}')
   ds = grain.MapDataset.source(source).shuffle(seed=seed * 100_003 + epoch).map(_example)
   if augmented:
     ds = ds.random_map(augment, seed=seed * 100_003 + epoch)
@@ -87,9 +89,10 @@ class _Padded:
 
 
 def eval_batches(source, *, batch_size: int, num_threads: int = 2):
-  """Every record exactly once, in source order; the last batch padded, ``valid`` marks real rows."""
+  """Every record exactly once, in source order; the last batch padded, ``valid`` marks real
+  rows."""
   if len(source) == 0:
-    raise ValueError('evaluation split is empty')
+    raise BadInput('evaluation split is empty')
   padded = _Padded(source, math.ceil(len(source) / batch_size) * batch_size)
   ds = grain.MapDataset.source(padded).batch(batch_size)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4))

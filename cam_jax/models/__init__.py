@@ -1,7 +1,15 @@
 """Model zoo: VGG, ResNet and ViT in Flax NNX, created by name."""
 
-from cam_jax.models.registry import (cam_layers, check_name, create, default_cam_layer, depth,
-                                     names, parameter_blocks, resolve_layer)
+from cam_jax.models.registry import (
+                                     cam_layers,
+                                     check_name,
+                                     create,
+                                     default_cam_layer,
+                                     depth,
+                                     names,
+                                     parameter_blocks,
+                                     resolve_layer,
+)
 from cam_jax.models.taps import Taps
 
 __all__ = ['cam_layers', 'check_name', 'create', 'default_cam_layer', 'depth', 'names',

@@ -26,7 +26,8 @@ def max_pool(x, kernel: int, stride: int, padding: int = 0):
 
 
 def adaptive_avg_pool(x, out_hw: tuple[int, int]):
-  """torch.nn.AdaptiveAvgPool2d for NHWC input: output cell i averages rows floor(i*H/o)..ceil((i+1)*H/o)."""
+  """torch.nn.AdaptiveAvgPool2d for NHWC input: output cell i averages rows
+  floor(i*H/o)..ceil((i+1)*H/o)."""
   h, w = x.shape[-3], x.shape[-2]
   oh, ow = out_hw
   if (h, w) == (oh, ow):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from flax import nnx
 
+from cam_jax.core.errors import BadInput
 from cam_jax.models import resnet, vgg, vit
 
 _BUILDERS: dict[str, Callable[..., nnx.Module]] = {}
@@ -66,7 +67,7 @@ def names() -> list[str]:
 def check_name(name: str) -> str:
   """``name`` if the registry has it, else a ValueError naming every choice."""
   if name not in _BUILDERS:
-    raise ValueError(f'unknown model {name!r}; choose one of: {", ".join(names())}')
+    raise BadInput(f'unknown model {name!r}; choose one of: {", ".join(names())}')
   return name
 
 
@@ -92,8 +93,8 @@ def resolve_layer(model: nnx.Module, layer: str | None) -> str:
   if not layer:
     return model.default_cam_layer
   if layer not in model.cam_layers:
-    raise ValueError(f'unknown CAM layer {layer!r} for {type(model).__name__}; '
-                     f'choose one of: {", ".join(model.cam_layers)}')
+    raise BadInput(f'unknown CAM layer {layer!r} for {type(model).__name__}; '
+                   f'choose one of: {", ".join(model.cam_layers)}')
   return layer
 
 
@@ -122,5 +123,5 @@ def parameter_blocks(model: nnx.Module) -> dict[str, tuple[str, ...]]:
     return {'patch_embed': ('patch_embed', 'cls_token', 'pos_embed'),
             **{f'blocks.{i}': (f'blocks.{i}',) for i in range(len(model.blocks))},
             'norm': ('norm',), 'head': ('head',)}
-  raise ValueError(f'no parameter blocks known for {type(model).__name__}; '
-                   'expected a VGG, ResNet or ViT of cam_jax.models')
+  raise BadInput(f'no parameter blocks known for {type(model).__name__}; '
+                 'expected a VGG, ResNet or ViT of cam_jax.models')

@@ -1,4 +1,5 @@
-"""ResNet (He et al., CVPR 2016), laid out like torchvision's ``ResNet`` (v1.5: stride on the 3x3)."""
+"""ResNet (He et al., CVPR 2016), laid out like torchvision's ``ResNet`` (v1.5: stride on the
+3x3)."""
 
 from __future__ import annotations
 

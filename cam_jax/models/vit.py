@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cam_jax.core.errors import BadInput
 from cam_jax.models import layers
 from cam_jax.models.taps import NO_TAPS, Taps
 
@@ -75,8 +76,8 @@ class ConvStem(nnx.Module):
   def __init__(self, in_channels: int, dim: int, patch: int, widths, *, rngs: nnx.Rngs,
                dtype=None):
     if 2 ** len(widths) != patch:
-      raise ValueError(f'ConvStem: {len(widths)} stride-2 convs give patch {2 ** len(widths)}, '
-                       f'not {patch}')
+      raise BadInput(f'ConvStem: {len(widths)} stride-2 convs give patch {2 ** len(widths)}, '
+                     f'not {patch}')
     chans = (in_channels, *widths)
     self.convs = nnx.List([layers.conv(a, b, 3, 2, bias=False, rngs=rngs, dtype=dtype)
                            for a, b in zip(chans[:-1], chans[1:])])
@@ -97,7 +98,7 @@ class ViT(nnx.Module):
                num_classes: int, in_channels: int, rngs: nnx.Rngs, mlp_ratio: float = 4.0,
                conv_stem: tuple[int, ...] = (), dtype=None):
     if image_size % patch:
-      raise ValueError(f'ViT: image_size {image_size} is not a multiple of the patch size {patch}')
+      raise BadInput(f'ViT: image_size {image_size} is not a multiple of the patch size {patch}')
     self.grid = image_size // patch
     self.patch_embed = (ConvStem(in_channels, dim, patch, conv_stem, rngs=rngs, dtype=dtype)
                         if conv_stem else PatchEmbed(in_channels, dim, patch, rngs=rngs,

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from cam_jax.core.errors import BadInput
 from cam_jax.models import resnet, vgg, vit
 
 _HEADS = {vgg.VGG: 'classifier.6', resnet.ResNet: 'fc', vit.ViT: 'head'}
@@ -65,8 +66,8 @@ def load_file(model: nnx.Module, path: str | os.PathLike, *, strict_head: bool =
   if suffix == '.npz':
     with np.load(path) as npz:
       return _assign(model, _from_big_vision(dict(npz)), strict_head)
-  raise ValueError(f'{path}: unknown weights format {suffix!r}; '
-                   'use .pth, .pt, .safetensors or .npz')
+  raise BadInput(f'{path}: unknown weights format {suffix!r}; '
+                 'use .pth, .pt, .safetensors or .npz')
 
 
 def save_npz(model: vit.ViT, path: str | os.PathLike) -> None:
@@ -76,7 +77,7 @@ def save_npz(model: vit.ViT, path: str | os.PathLike) -> None:
   ``fix_old_checkpoints`` accepts, and an exact round trip through ``load_file``.
   """
   if not isinstance(model, vit.ViT) or not isinstance(model.patch_embed, vit.PatchEmbed):
-    raise ValueError(f'save_npz writes ViTs with a patch embedding, not {type(model).__name__}')
+    raise BadInput(f'save_npz writes ViTs with a patch embedding, not {type(model).__name__}')
   p = {k: np.asarray(v) for k, (_, v) in _flat(nnx.to_pure_dict(_weights(model))).items()}
   heads = model.blocks[0].attn.heads
   d = p['cls_token'].shape[-1]
@@ -235,8 +236,8 @@ def _assign(model, source, strict_head):
     node[keys[-1]] = jnp.asarray(a, dtype=leaf.dtype)
   unexpected = sorted(name for name, _ in source.values())
   if missing or unexpected or wrong:
-    raise ValueError(f'cannot load weights into {type(model).__name__}:\n'
-                     f'  missing: {missing}\n  unexpected: {unexpected}\n  wrong shape: {wrong}')
+    raise BadInput(f'cannot load weights into {type(model).__name__}:\n'
+                   f'  missing: {missing}\n  unexpected: {unexpected}\n  wrong shape: {wrong}')
   nnx.replace_by_pure_dict(state, pure)
   nnx.update(model, state)
   return Loaded(model, skipped)

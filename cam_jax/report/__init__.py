@@ -7,8 +7,9 @@ import os
 
 import pandas as pd
 
+from cam_jax.analysis import compare, statistics, summary as summary_lib
+from cam_jax.metrics import classification
 from cam_jax.report import figures, tables
-from cam_jax.scoring import compare, statistics, summary as summary_lib
 
 BASELINE = 'random heat map'
 OVERLAYS, SANITY_PLOT, DEPTH_PLOT = 'overlays.png', 'sanity.png', 'metrics_by_depth.png'
@@ -56,12 +57,17 @@ def _comparison(records, models, n_resamples, seed):
                                 metrics=metrics, n_resamples=n_resamples, seed=seed), metrics
 
 
+def _with_blank(lines: list[str]) -> list[str]:
+  return [*lines, ''] if lines else []
+
+
 def _ci(n_resamples, seed):
   return lambda v: statistics.bootstrap_ci(v, n_resamples=n_resamples, seed=seed)
 
 
 def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list[str],
-                 n_resamples: int = 2000, seed: int = 0, sanity: pd.DataFrame | None = None,
+                 explained: str = 'the positive finding', n_resamples: int = 2000,
+                 seed: int = 0, sanity: pd.DataFrame | None = None,
                  agreement: pd.DataFrame | None = None) -> str:
   """Writes ``<workdir>/report.md`` (and its figures) and returns its text.
 
@@ -69,6 +75,7 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
   BASELINE``), ``layer``, and optionally ``depth`` and ``tuned_threshold`` per model.
   ``sanity``: ``scoring.sanity.model_randomisation`` rows with a ``model`` column;
   ``agreement``: ``scoring.agreement.map_agreement`` rows with columns ``kind``, ``a``, ``b``.
+  ``explained``: what the heat maps explain, in words (``cams.describe_target``).
   """
   summaries, by_size = _summaries(records, n_resamples, seed)
   layers = _per_model(records, 'layer')
@@ -81,7 +88,9 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
            f'images ({n_resamples} resamples).', '',
            '## Classification (test split)', '',
            tables.metric_table({m: summaries[m] for m in models},
-                               summary_lib.CLASSIFICATION_METRICS), '',
+                               classification.CLASSIFICATION_METRICS), '',
+           *_with_blank(tables.summary_notes({m: summaries[m] for m in models},
+                                             classification.CLASSIFICATION_METRICS)),
            '## Heat maps against the lesion masks (test images with a lesion)', '',
            'Heat-based metrics:', '',
            tables.metric_table(summaries, HEAT_METRICS, first='heat map',
@@ -108,7 +117,7 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
   faithful = [m for m in summary_lib.FAITHFULNESS_METRICS
               if any((summaries[n]['metric'] == m).any() for n in models)]
   if faithful:
-    lines += ['## Faithfulness (every test image, explaining the positive finding)', '',
+    lines += [f'## Faithfulness (every test image, explaining {explained})', '',
               'Deletion and insertion: RISE (Petsiuk et al. 2018); ROAD: noisy linear imputation '
               '(Rong et al. 2022), mean probability over the removal fractions.', '',
               tables.metric_table({m: summaries[m] for m in models}, faithful), '']
@@ -130,7 +139,8 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
   if sanity is not None and len(sanity):
     lines += ['## Sanity check: model-parameter randomisation (Adebayo et al. 2018)', '',
               'Similarity of each model\'s heat maps before and after re-initialising its '
-              'parameter blocks, from the logits down (cascading). Faithful explanations '
+              f'parameter blocks, from the logits down ({", ".join(sanity["mode"].unique())}). '
+              'Faithful explanations '
               'become dissimilar (low SSIM and Spearman) as more blocks are randomised.', '',
               tables.mean_ci_table(sanity[sanity['step'] == sanity.groupby('model')['step']
                                           .transform('max')],

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from cam_jax.scoring.statistics import format_ci
+from cam_jax.analysis.statistics import format_ci
 
 TITLES = {
     'accuracy': 'accuracy', 'roc_auc': 'ROC-AUC', 'pr_auc': 'PR-AUC', 'f1': 'F1',
@@ -57,6 +57,17 @@ def metric_table(summaries: dict[str, pd.DataFrame], metrics: Sequence[str], *,
            *(column.get(name, '') for column in extra.values())]
           for name, s in summaries.items()]
   return markdown([first, *map(title, metrics), 'n', *extra], rows)
+
+
+def summary_notes(summaries: dict[str, pd.DataFrame], metrics: Sequence[str]) -> list[str]:
+  """'- model, metric: note' for each of ``metrics`` whose summary row carries a note (skipped
+  resamples, an undefined value and why)."""
+  lines = []
+  for name, s in summaries.items():
+    for _, r in s[s['metric'].isin(metrics)].iterrows():
+      if isinstance(r.get('note'), str) and r['note']:
+        lines.append(f'- {name}, {title(r["metric"])}: {r["note"]}')
+  return lines
 
 
 def beats_baseline(summary: pd.DataFrame, baseline: pd.DataFrame, metric: str) -> bool:

@@ -11,17 +11,14 @@ batch; only per-image numbers leave the device.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from cam_jax import cams
-from cam_jax.scoring import driver, localisation, similarity
-from cam_jax.train import checkpoint, mesh as mesh_lib
-
-
-def _loaded(model):
-  return checkpoint.load(model)[0] if isinstance(model, str) else model
+from cam_jax.core import flags as flags_lib, mesh as mesh_lib
+from cam_jax.metrics import similarity
+from cam_jax.models import checkpoint
+from cam_jax.scoring import driver
 
 
 def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
@@ -34,12 +31,12 @@ def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
   ``cam_jax.data.eval_batches``. ``target``: the explained sign or class (see
   ``cams.target_score``). Columns: ``id, has_mask, ssim, spearman, flags`` for every record,
   padding dropped; ``flags`` names the degenerate maps of either model
-  (``localisation.FLAG_NAMES``; a constant map has Spearman 0).
+  (``core.flags.FLAG_NAMES``; a constant map has Spearman 0).
   """
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_size(batch_size, mesh)
-  heat_a, state_a, _ = cams.heat_function(_loaded(model_a), method, layer_a)
-  heat_b, state_b, _ = cams.heat_function(_loaded(model_b), method, layer_b)
+  heat_a, state_a, _ = cams.heat_function(checkpoint.model_and_recipe(model_a)[0], method, layer_a)
+  heat_b, state_b, _ = cams.heat_function(checkpoint.model_and_recipe(model_b)[0], method, layer_b)
 
   def step(state_a, state_b, images, targets):
     a, flags_a, _ = heat_a(state_a, images, targets)
@@ -47,14 +44,12 @@ def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
     return {'ssim': jax.vmap(similarity.ssim)(a, b),
             'spearman': jax.vmap(similarity.spearman)(a, b), 'flags': flags_a | flags_b}
 
-  rep, dat = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  step = jax.jit(step, in_shardings=(rep, rep, dat, dat), out_shardings=dat)
-  state_a, state_b = jax.device_put((state_a, state_b), rep)
+  step = mesh_lib.jit_on_mesh(step, mesh, replicated_args=2, sharded_args=2)
+  state_a, state_b = jax.device_put((state_a, state_b), mesh_lib.replicated(mesh))
 
   def device_fn(i, images, masks):
     del i, masks
-    targets = jax.device_put(jnp.full((images.shape[0],), target, jnp.int32), dat)
-    return step(state_a, state_b, images, targets)
+    return step(state_a, state_b, images, mesh_lib.same_targets(target, images.shape[0], mesh))
 
   def to_frame(batch, out):
     valid = np.asarray(batch['valid'], bool)
@@ -63,7 +58,7 @@ def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
         'has_mask': np.asarray(batch['mask']).reshape(len(valid), -1).any(axis=1),
         'ssim': np.asarray(out['ssim'], np.float64),
         'spearman': np.asarray(out['spearman'], np.float64),
-        'flags': [localisation.flag_names(int(f)) for f in out['flags']]})[valid]
+        'flags': [flags_lib.flag_names(int(f)) for f in out['flags']]})[valid]
 
   return driver.stream_frames(driver.as_batches(dataset, batch_size), device_fn, mesh,
                               progress=progress, desc=f'agreement {method}', to_frame=to_frame)

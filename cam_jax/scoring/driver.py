@@ -24,9 +24,12 @@ from flax import nnx
 from tqdm import tqdm
 
 from cam_jax import cams, data
-from cam_jax.scoring import faithfulness, localisation, summary as summary_lib
-from cam_jax.train import checkpoint, mesh as mesh_lib
-from cam_jax.train.step import positive_probability
+from cam_jax.analysis import summary as summary_lib
+from cam_jax.core import flags as flags_lib, mesh as mesh_lib
+from cam_jax.core.errors import BadInput
+from cam_jax.metrics import faithfulness, localisation
+from cam_jax.models import checkpoint
+from cam_jax.models.head import positive_probability
 
 LOCALISATION, DELETION_INSERTION, ROAD = 'localisation', 'deletion_insertion', 'road'
 METRIC_GROUPS = (LOCALISATION, DELETION_INSERTION, ROAD)
@@ -63,8 +66,8 @@ def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
   metrics = tuple(metrics)
   unknown = [m for m in metrics if m not in METRIC_GROUPS]
   if unknown:
-    raise ValueError(f'unknown metric group(s) {", ".join(map(repr, unknown))}; choose from: '
-                     + ', '.join(METRIC_GROUPS))
+    raise BadInput(f'unknown metric group(s) {", ".join(map(repr, unknown))}; choose from: '
+                   + ', '.join(METRIC_GROUPS))
   return metrics
 
 
@@ -116,9 +119,8 @@ def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
       out.update(faithfulness.road(predict, images, heat, targets, keys, **road_kw))
     return out
 
-  rep, dat = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  fn = jax.jit(step, in_shardings=(rep, dat, dat, dat, dat), out_shardings=dat)
-  return fn, jax.device_put(state, rep), layer
+  fn = mesh_lib.jit_on_mesh(step, mesh, replicated_args=1, sharded_args=4)
+  return fn, jax.device_put(state, mesh_lib.replicated(mesh)), layer
 
 
 def as_batches(dataset, batch_size: int) -> Iterable[dict]:
@@ -146,8 +148,7 @@ def _frame(batch: dict, out: dict, mask_keys: frozenset) -> pd.DataFrame:
       columns[key] = np.where(has_mask, value.astype(np.float64), np.nan)
     else:
       columns[key] = value.astype(np.float64)
-  columns['flags'] = [localisation.flag_names(int(f)) if h else '' for f, h in
-                      zip(np.asarray(out['flags']), has_mask)]
+  columns['flags'] = [flags_lib.flag_names(int(f)) for f in np.asarray(out['flags'])]
   frame = pd.DataFrame(columns)[valid]
   first = [c for c in _COLUMN_ORDER if c in frame]
   return frame[first + [c for c in frame if c not in first and c != 'flags'] + ['flags']]
@@ -163,7 +164,7 @@ def stream_frames(batches: Iterable[dict], device_fn: Callable, mesh, *, progres
     out = jax.device_get(device_fn(i, sharded['image'], sharded['mask']))
     frames.append(to_frame(batch, out))
   if not frames:
-    raise ValueError('the data set yielded no batches: nothing to score')
+    raise BadInput('the data set yielded no batches: nothing to score')
   return pd.concat(frames, ignore_index=True)
 
 
@@ -193,7 +194,7 @@ def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | No
 
   def device_fn(i, images, masks):
     n = images.shape[0]
-    targets = jax.device_put(jnp.full((n,), target, jnp.int32), dat)
+    targets = mesh_lib.same_targets(target, n, mesh)
     # ROAD's noise: one key per image from its position in the stream, whatever the batch size
     return fn(state, images, masks, targets, image_keys(jnp.arange(i * n, (i + 1) * n)))
 
@@ -205,10 +206,20 @@ def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | No
   return stream
 
 
+def _threshold(tuned_threshold: float | None, tune_on, records_of: Callable) -> float | None:
+  """``tuned_threshold`` as given, or tuned on the lesion images of ``tune_on`` from their
+  localisation records ``records_of(tune_on)`` (CheXlocalize's validation-tuned threshold)."""
+  if tune_on is None:
+    return summary_lib.check_threshold(tuned_threshold)
+  if tuned_threshold is not None:
+    raise BadInput('give tuned_threshold or tune_on, not both')
+  return summary_lib.tune_threshold(records_of(tune_on))
+
+
 def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
           target: int = 1, metrics: Sequence[str] = DEFAULT_METRICS, batch_size: int = 64,
           mesh=None, progress: bool = True, n_resamples: int = 2000, seed: int = 0,
-          tuned_threshold: float | None = None, top_k: int | None = None,
+          tuned_threshold: float | None = None, tune_on=None, top_k: int | None = None,
           deletion_steps: int = 16, road_fractions: Sequence[float] | None = None,
           **cam_options) -> ScoreResult:
   """Scores ``method`` heat maps of ``model`` on ``dataset`` in one streaming pass.
@@ -219,27 +230,30 @@ def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
   for every image (``cams.PREDICTED`` for the prediction). ``metrics``: metric groups (see the
   module docstring). Images without a lesion get no localisation numbers (NaN).
   ``tuned_threshold``: a threshold from ``localisation.THRESHOLDS`` chosen on validation
-  (``summary.tune_threshold``), reported as ``iou_tuned`` / ``dice_tuned``. ``top_k``: k of the
-  top-k intersection. ``deletion_steps``, ``road_fractions``: see ``scoring.faithfulness``.
-  ``cam_options``: ``aug_smooth``, ``eigen_smooth``, ``chunk`` (see ``cams.heat_function``).
+  (``summary.tune_threshold``), reported as ``iou_tuned`` / ``dice_tuned``; or ``tune_on``: a
+  data set (e.g. the validation split) whose lesion images choose it first, in a pass with the
+  localisation metrics alone. ``top_k``: k of the top-k intersection. ``deletion_steps``,
+  ``road_fractions``: see ``metrics.faithfulness``. ``cam_options``: ``aug_smooth``,
+  ``eigen_smooth``, ``chunk`` (see ``cams.heat_function``).
   """
-  if isinstance(model, str):
-    model, _ = checkpoint.load(model)
-  summary_lib.check_threshold(tuned_threshold)
-  stream = record_stream(model, method=method, layer=layer, target=target, metrics=metrics,
-                         batch_size=batch_size, mesh=mesh, seed=seed, top_k=top_k,
-                         deletion_steps=deletion_steps, road_fractions=road_fractions,
-                         **cam_options)
+  model, _ = checkpoint.model_and_recipe(model)
+  common = dict(method=method, layer=layer, target=target, batch_size=batch_size, mesh=mesh,
+                seed=seed, top_k=top_k, **cam_options)
+  tuned_threshold = _threshold(
+      tuned_threshold, tune_on,
+      lambda tune: record_stream(model, metrics=(LOCALISATION,), **common)(tune, progress))
+  stream = record_stream(model, metrics=metrics, deletion_steps=deletion_steps,
+                         road_fractions=road_fractions, **common)
   return ScoreResult(stream(dataset, progress), n_resamples, seed, tuned_threshold)
 
 
 def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
                     progress: bool = True, n_resamples: int = 2000, seed: int = 0,
-                    tuned_threshold: float | None = None,
+                    tuned_threshold: float | None = None, tune_on=None,
                     top_k: int | None = None) -> ScoreResult:
   """Uniform random maps on a ``grid`` x ``grid`` lattice, postprocessed and scored like a CAM
-  (localisation metrics only: a random map has no model to be faithful to)."""
-  summary_lib.check_threshold(tuned_threshold)
+  (localisation metrics only: a random map has no model to be faithful to); ``tune_on`` as in
+  ``score``."""
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_size(batch_size, mesh)
   key = jax.random.key(seed)
@@ -255,7 +269,10 @@ def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
     del images
     return fn(jax.random.fold_in(key, i), masks)
 
-  records = stream_frames(as_batches(dataset, batch_size), device_fn, mesh, progress=progress,
-                          desc='random', to_frame=functools.partial(_frame,
-                                                                    mask_keys=_mask_keys()))
-  return ScoreResult(records, n_resamples, seed, tuned_threshold)
+  def records_of(source):
+    return stream_frames(as_batches(source, batch_size), device_fn, mesh, progress=progress,
+                         desc='random', to_frame=functools.partial(_frame,
+                                                                   mask_keys=_mask_keys()))
+
+  tuned_threshold = _threshold(tuned_threshold, tune_on, records_of)
+  return ScoreResult(records_of(dataset), n_resamples, seed, tuned_threshold)

@@ -20,8 +20,10 @@ import pandas as pd
 from flax import nnx
 
 from cam_jax import cams, data, models
-from cam_jax.scoring import localisation, similarity
-from cam_jax.train import checkpoint, mesh as mesh_lib
+from cam_jax.core import flags as flags_lib, mesh as mesh_lib
+from cam_jax.core.errors import BadInput
+from cam_jax.metrics import similarity
+from cam_jax.models import checkpoint
 
 MODES = ('cascading', 'independent')
 ORIGINAL = 'original'
@@ -34,7 +36,7 @@ def randomisation_steps(model: nnx.Module, mode: str = 'cascading'
   k-th block from the logits down and randomises it and every block above it (cascading) or
   it alone (independent)."""
   if mode not in MODES:
-    raise ValueError(f'unknown randomisation mode {mode!r}; choose one of: {", ".join(MODES)}')
+    raise BadInput(f'unknown randomisation mode {mode!r}; choose one of: {", ".join(MODES)}')
   top_down = list(reversed(models.parameter_blocks(model)))
   return [(ORIGINAL, ())] + [
       (name, tuple(top_down[:k + 1]) if mode == 'cascading' else (name,))
@@ -59,14 +61,14 @@ def _fresh_state(model: nnx.Module, recipe: dict, seed: int | None):
   """The state of ``models.create(**recipe)`` from ``seed`` (default: the recipe's seed + 1)."""
   seed = recipe.get('seed', 0) + 1 if seed is None else seed
   if seed == recipe.get('seed', 0):
-    raise ValueError(f'seed {seed} is the seed the model was initialised from: its "random" '
-                     'weights would be its own initial weights; choose another seed')
+    raise BadInput(f'seed {seed} is the seed the model was initialised from: its "random" '
+                   'weights would be its own initial weights; choose another seed')
   _, fresh = nnx.split(models.create(**{**recipe, 'seed': seed}))
   _, state = nnx.split(model)
   shapes = lambda s: jax.tree.map(jnp.shape, s)
   if jax.tree.structure(fresh) != jax.tree.structure(state) or shapes(fresh) != shapes(state):
-    raise ValueError(f'recipe {recipe} does not build a model shaped like the given '
-                     f'{type(model).__name__}')
+    raise BadInput(f'recipe {recipe} does not build a model shaped like the given '
+                   f'{type(model).__name__}')
   return fresh
 
 
@@ -74,8 +76,8 @@ def _block_prefixes(model: nnx.Module, blocks: Sequence[str]) -> list[str]:
   owned = models.parameter_blocks(model)
   unknown = [b for b in blocks if b not in owned]
   if unknown:
-    raise ValueError(f'unknown parameter block(s) {", ".join(map(repr, unknown))} of '
-                     f'{type(model).__name__}; choose from: {", ".join(owned)}')
+    raise BadInput(f'unknown parameter block(s) {", ".join(map(repr, unknown))} of '
+                   f'{type(model).__name__}; choose from: {", ".join(owned)}')
   return [p for b in blocks for p in owned[b]]
 
 
@@ -93,7 +95,7 @@ def randomised(model: nnx.Module, blocks: Sequence[str], seed: int, recipe: dict
 
 def _head(dataset, n: int):
   if not (hasattr(dataset, '__getitem__') and hasattr(dataset, '__len__')):
-    raise ValueError('model_randomisation takes a random-access source of records (len and [])')
+    raise BadInput('model_randomisation takes a random-access source of records (len and [])')
   return grain.MapDataset.source(dataset)[:min(n, len(dataset))]
 
 
@@ -109,32 +111,31 @@ def model_randomisation(model, dataset, *, recipe: dict | None = None, method: s
   weights' seed (default: the recipe's seed + 1). Columns: ``mode, step, block, id, ssim,
   spearman, flags``; step 0 (block ``original``) compares the model with itself, step k is
   described by ``randomisation_steps``; ``flags`` names the degenerate maps of either side
-  (``localisation.FLAG_NAMES``).
+  (``core.flags.FLAG_NAMES``).
   """
-  if isinstance(model, str):
-    model, recipe = checkpoint.load(model)
+  model, recipe = checkpoint.model_and_recipe(model, recipe)
   if recipe is None:
-    raise ValueError('model_randomisation needs the recipe that built the model (its '
-                     'models.create arguments) to draw initialiser-correct random weights')
+    raise BadInput('model_randomisation needs the recipe that built the model (its '
+                   'models.create arguments) to draw initialiser-correct random weights')
   steps = randomisation_steps(model, mode)
   fresh = _fresh_state(model, recipe, seed)
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_size(batch_size, mesh)
   heat_fn, state, _ = cams.heat_function(model, method, layer)
-  rep, dat = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  reference = jax.jit(heat_fn, in_shardings=(rep, dat, dat), out_shardings=dat)
+  reference = mesh_lib.jit_on_mesh(heat_fn, mesh, replicated_args=1, sharded_args=2)
 
   def compare(state, images, targets, ref_heat, ref_flags):
     heat, flags, _ = heat_fn(state, images, targets)
     return {'ssim': jax.vmap(similarity.ssim)(heat, ref_heat),
             'spearman': jax.vmap(similarity.spearman)(heat, ref_heat), 'flags': flags | ref_flags}
 
-  compare = jax.jit(compare, in_shardings=(rep, dat, dat, dat, dat), out_shardings=dat)
+  compare = mesh_lib.jit_on_mesh(compare, mesh, replicated_args=1, sharded_args=4)
+  rep = mesh_lib.replicated(mesh)
   state = jax.device_put(state, rep)
   batches = []
   for batch in data.eval_batches(_head(dataset, n_images), batch_size=batch_size):
     images = mesh_lib.shard_batch({'image': batch['image']}, mesh)['image']
-    targets = jax.device_put(jnp.full((batch_size,), target, jnp.int32), dat)
+    targets = mesh_lib.same_targets(target, batch_size, mesh)
     heat, flags, _ = reference(state, images, targets)
     batches.append((images, targets, heat, flags, batch['id'], np.asarray(batch['valid'], bool)))
   frames = []
@@ -146,5 +147,5 @@ def model_randomisation(model, dataset, *, recipe: dict | None = None, method: s
           'mode': mode, 'step': k, 'block': block, 'id': np.asarray(ids).astype(str),
           'ssim': np.asarray(out['ssim'], np.float64),
           'spearman': np.asarray(out['spearman'], np.float64),
-          'flags': [localisation.flag_names(int(f)) for f in out['flags']]})[valid])
+          'flags': [flags_lib.flag_names(int(f)) for f in out['flags']]})[valid])
   return pd.concat(frames, ignore_index=True)

@@ -18,8 +18,13 @@ import numpy as np
 import pandas as pd
 
 from cam_jax import cams, data, models, report
-from cam_jax.scoring import agreement, driver, sanity, summary
-from cam_jax.train import checkpoint, loop, mesh as mesh_lib
+from cam_jax.analysis import summary
+from cam_jax.core import mesh as mesh_lib
+from cam_jax.core.errors import BadInput
+from cam_jax.core.text import split_list
+from cam_jax.models import checkpoint
+from cam_jax.scoring import agreement, driver, sanity
+from cam_jax.train import loop
 
 SANITY, AGREEMENT = 'sanity.csv', 'agreement.csv'
 
@@ -30,10 +35,10 @@ def model_names(config) -> list[str]:
 
 
 def _checked_names(text: str, field: str, *, allow_empty: bool) -> list[str]:
-  names = [n.strip() for n in text.split(',') if n.strip()]
+  names = split_list(text)
   if not names and not allow_empty:
-    raise ValueError(f'{field} is empty; give a comma-separated list of ' +
-                     ', '.join(models.names()))
+    raise BadInput(f'{field} is empty; give a comma-separated list of ' +
+                   ', '.join(models.names()))
   for n in names:
     models.check_name(n)
   return names
@@ -42,11 +47,11 @@ def _checked_names(text: str, field: str, *, allow_empty: bool) -> list[str]:
 def init_paths(config, names: list[str]) -> dict[str, str]:
   """``config.init_from`` ('name=path,...') as a dict, each name one of the study's models."""
   paths = {}
-  for item in filter(None, (i.strip() for i in config.init_from.split(','))):
+  for item in split_list(config.init_from):
     name, sep, path = item.partition('=')
     if not sep or name.strip() not in names:
-      raise ValueError(f'config.init_from item {item!r} is not <model>=<path> with <model> one '
-                       f'of: {", ".join(names)}')
+      raise BadInput(f'config.init_from item {item!r} is not <model>=<path> with <model> one '
+                     f'of: {", ".join(names)}')
     paths[name.strip()] = path.strip()
   return paths
 
@@ -59,14 +64,14 @@ def _claim_workdir(workdir: str, config) -> None:
     with open(path) as f:
       theirs = json.load(f)
     if theirs != mine:
-      raise ValueError(f'{workdir} holds a study run with another config ({path}); '
-                       'use a new --workdir or delete it')
+      raise BadInput(f'{workdir} holds a study run with another config ({path}); '
+                     'use a new --workdir or delete it')
   with open(path, 'w') as f:
     json.dump(mine, f, indent=1, sort_keys=True)
 
 
 def _recipe(name, config, seed_offset=0):
-  return loop.recipe(name, config.num_classes, config.data.image_size,
+  return checkpoint.recipe(name, config.num_classes, config.data.image_size,
                      config.train.seed + seed_offset)
 
 
@@ -107,38 +112,40 @@ def _overlays(workdir, trained, test_src, config):
 
 def _score_model(name, model, layer, config, splits, score_kw):
   """Test records of one model, its IoU threshold tuned on the tuning split first."""
-  cam_kw = dict(method=config.cam.method, layer=layer, target=config.cam.target,
-                aug_smooth=config.cam.aug_smooth, eigen_smooth=config.cam.eigen_smooth)
-  threshold = np.nan
-  if config.score.tune_split:
-    tuning = driver.score(model, splits[config.score.tune_split], **cam_kw, **score_kw)
-    threshold = summary.tune_threshold(tuning.records)
-  records = driver.score(model, splits['test'], metrics=_metrics(config),
-                         tuned_threshold=None if np.isnan(threshold) else threshold,
-                         deletion_steps=config.score.deletion_steps, **cam_kw,
-                         **score_kw).records
-  return _label(records, name, layer, models.depth(model), threshold)
+  result = driver.score(model, splits['test'], method=config.cam.method, layer=layer,
+                        target=config.cam.target, aug_smooth=config.cam.aug_smooth,
+                        eigen_smooth=config.cam.eigen_smooth, metrics=_metrics(config),
+                        deletion_steps=config.score.deletion_steps, **score_kw)
+  return _label(result, name, layer, models.depth(model))
 
 
 def _metrics(config):
-  return driver.check_metrics([m.strip() for m in config.score.metrics.split(',') if m.strip()])
+  return driver.check_metrics(split_list(config.score.metrics))
 
 
-def _label(records, name, layer, depth, threshold):
+def _label(result, name, layer, depth):
+  """``result``'s records with the columns that say which model and layer they score."""
+  records = result.records
+  threshold = np.nan if result.tuned_threshold is None else result.tuned_threshold
   for i, (column, value) in enumerate((('model', name), ('layer', layer), ('depth', depth),
                                        ('tuned_threshold', threshold))):
     records.insert(i, column, value)
   return records
 
 
+def _tune_source(config, splits):
+  """The split ``config.score.tune_split`` names (None for ''), where IoU thresholds are tuned."""
+  split = config.score.tune_split
+  if split and split not in splits:
+    raise BadInput(f'unknown config.score.tune_split {split!r}; choose one of: '
+                   f'{", ".join(splits)} (or \'\' for none)')
+  return splits[split] if split else None
+
+
 def _baseline(config, splits, score_kw):
   grid = config.score.baseline_grid
-  threshold = np.nan
-  if config.score.tune_split:
-    tuning = driver.random_baseline(splits[config.score.tune_split], grid=grid, **score_kw)
-    threshold = summary.tune_threshold(tuning.records)
-  records = driver.random_baseline(splits['test'], grid=grid, **score_kw).records
-  return _label(records, report.BASELINE, f'{grid}x{grid} uniform', np.nan, threshold)
+  return _label(driver.random_baseline(splits['test'], grid=grid, **score_kw), report.BASELINE,
+                f'{grid}x{grid} uniform', np.nan)
 
 
 def _sanity(name, model, cell, config, test_src, mesh):
@@ -183,12 +190,12 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
   names = model_names(config)
   repeat = _checked_names(config.repeat_models, 'config.repeat_models', allow_empty=True)
   if set(repeat) - set(names):
-    raise ValueError(f'config.repeat_models {sorted(set(repeat) - set(names))} are not among '
-                     f'config.models ({", ".join(names)})')
+    raise BadInput(f'config.repeat_models {sorted(set(repeat) - set(names))} are not among '
+                   f'config.models ({", ".join(names)})')
   inits = init_paths(config, names)  # checked before any work
   _metrics(config)
   _claim_workdir(workdir, config)
-  data_dir = config.data_dir or os.path.join(workdir, 'data')
+  data_dir = data.cache.data_dir(config.data_dir)
   splits = {s: data.open_split(config.data, s, data_dir) for s in ('train', 'validation', 'test')}
   test_src = splits['test']
   log(f'data: {len(splits["train"])} train / {len(splits["validation"])} validation / '
@@ -197,7 +204,8 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
   mesh = mesh_lib.make_mesh()
   frames, sanity_frames, trained, repeats = [], [], {}, {}
   score_kw = dict(batch_size=config.score.batch_size, mesh=mesh, progress=False,
-                  n_resamples=config.score.n_resamples, seed=config.score.seed)
+                  n_resamples=config.score.n_resamples, seed=config.score.seed,
+                  tune_on=_tune_source(config, splits))
   for name in names:
     cell = os.path.join(workdir, 'models', name)
     model = trained[name] = _train_or_load(name, config, cell, splits, mesh, log,
@@ -238,14 +246,16 @@ def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
   """``report.md`` of a study from its config, per-image records and, where the workdir has
   them, its sanity and agreement tables (see ``cam_jax.report``)."""
   d = config.data
+  explained = cams.describe_target(config.cam.target, config.num_classes)
   names = [m for m in records['model'].unique() if m != report.BASELINE]
   notes = [f'Data: phantom chest X-rays, {d.image_size} px, seed {d.seed}; '
            f'{d.num_train} train / {d.num_validation} validation / {d.num_test} test images. '
-           f'CAM: {config.cam.method}, target {config.cam.target:+d} (the positive finding), '
+           f'CAM: {config.cam.method}, target {config.cam.target:+d} ({explained}), '
            'pytorch-grad-cam postprocess (ReLU, min-max, bilinear).',
            f'Per-image records: `records.csv`. Models: {", ".join(names)}.']
   return report.write_report(
-      workdir, records, title='cam_jax study: how far to trust each heat map', notes=notes,
+      workdir, records, explained=explained,
+      title='cam_jax study: how far to trust each heat map', notes=notes,
       n_resamples=config.score.n_resamples, seed=config.score.seed,
       sanity=_read_optional(os.path.join(workdir, SANITY), dtype={'id': str, 'block': str}),
       agreement=_read_optional(os.path.join(workdir, AGREEMENT), dtype={'id': str}))

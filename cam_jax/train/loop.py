@@ -1,4 +1,5 @@
-"""The training loop: sharded steps over grain batches, validation each epoch, a final checkpoint."""
+"""The training loop: sharded steps over grain batches, validation each epoch, a final
+checkpoint."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import optax
 from flax import nnx
 
 from cam_jax import data, models
-from cam_jax.models import weights
-from cam_jax.scoring import classification
-from cam_jax.train import checkpoint, mesh as mesh_lib, step as step_lib
+from cam_jax.core import mesh as mesh_lib
+from cam_jax.metrics import classification
+from cam_jax.models import checkpoint, weights
+from cam_jax.train import step as step_lib
 
 
 @dataclasses.dataclass
@@ -22,13 +24,6 @@ class TrainResult:
   model: nnx.Module          # trained weights, eval-ready
   recipe: dict               # models.create arguments
   history: list[dict]        # one row per epoch
-
-
-def recipe(name: str, num_classes: int, image_size: int, seed: int, in_channels: int = 1) -> dict:
-  """The ``models.create`` arguments a checkpoint stores to rebuild its model."""
-  models.check_name(name)
-  return {'name': name, 'num_classes': num_classes, 'in_channels': in_channels,
-          'image_size': image_size, 'seed': seed}
 
 
 def optimizer(train_config, steps_per_epoch: int) -> optax.GradientTransformation:

@@ -15,7 +15,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from cam_jax.train.mesh import DATA_AXIS
+from cam_jax.core.errors import BadInput
+from cam_jax.core.mesh import DATA_AXIS
 
 REPLICATE, FSDP = 'replicate', 'fsdp'
 STRATEGIES = {
@@ -36,14 +37,14 @@ def partition_spec(path: str, shape: tuple[int, ...], rules, mesh_size: int,
         if shape[axis] % mesh_size == 0:
           return P(*[DATA_AXIS if a == axis else None for a in range(len(shape))])
       return P()
-  raise ValueError(f'no sharding rule matches {path!r}; rules: {[r for r, _ in rules]}')
+  raise BadInput(f'no sharding rule matches {path!r}; rules: {[r for r, _ in rules]}')
 
 
 def tree_shardings(tree, mesh, strategy: str = REPLICATE, min_size: int = MIN_FSDP_SIZE):
   """A NamedSharding for every leaf of ``tree`` (arrays or ShapeDtypeStructs)."""
   if strategy not in STRATEGIES:
-    raise ValueError(f'unknown parameter sharding {strategy!r}; choose one of: '
-                     f'{", ".join(STRATEGIES)}')
+    raise BadInput(f'unknown parameter sharding {strategy!r}; choose one of: '
+                   f'{", ".join(STRATEGIES)}')
   rules, size = STRATEGIES[strategy], mesh.devices.size
 
   def one(path, leaf):

@@ -11,7 +11,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from cam_jax.train import mesh as mesh_lib, sharding
+from cam_jax.core import mesh as mesh_lib
+from cam_jax.core.errors import BadInput
+from cam_jax.models.head import positive_probability
+from cam_jax.train import sharding
 
 
 @struct.dataclass
@@ -34,16 +37,9 @@ class ClassWeights:
     if not balanced:
       return cls((1.0,) * k)
     if min(counts) == 0:
-      raise ValueError(f'class weighting needs every class in the training labels; counts {counts}')
+      raise BadInput(f'class weighting needs every class in the training labels; counts {counts}')
     n = sum(counts)
     return cls(tuple(n / (k * c) for c in counts))
-
-
-def positive_probability(logits: jax.Array) -> jax.Array:
-  """P(class 1): sigmoid of a one-logit head, softmax column 1 otherwise."""
-  if logits.shape[-1] == 1:
-    return jax.nn.sigmoid(logits[:, 0])
-  return jax.nn.softmax(logits, axis=-1)[:, 1]
 
 
 def weighted_loss(logits: jax.Array, labels: jax.Array, class_weights: ClassWeights):

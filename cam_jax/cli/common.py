@@ -1,12 +1,23 @@
-"""What every entry point shares: logging, and bad input turned into a one-line error."""
+"""What every verb shares: logging, and errors that tell the truth.
+
+A user's bad input (``core.errors.BadInput``: an unknown name, a bad config field or value, a
+missing file) prints one line on stderr and exits 2; ``--traceback`` prints its traceback too.
+Every other exception is a bug in cam_jax and prints its traceback.
+"""
 
 import importlib.util
+import re
 import sys
 import time
+import traceback
 
 from absl import app, flags, logging
 
+from cam_jax.core.errors import BadInput
+
 _T0 = time.time()
+_TRACEBACK = flags.DEFINE_boolean('traceback', False, 'Print the traceback of a bad-input error '
+                                  'too (every other error prints its traceback anyway).')
 
 
 def log(message: str) -> None:
@@ -42,30 +53,35 @@ def unknown_override(config, argv: list[str]) -> str | None:
 
 
 def _parse(argv: list[str]):
+  """absl's flag parsing; a bad flag, config file, config argument or override is bad input."""
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    if '--traceback' in argv:
+      traceback.print_exc()
     spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
     if spec:
       try:
         message = unknown_override(_load_config(spec), argv)
       except Exception:  # pylint: disable=broad-except
-        message = None
+        message = None  # the config itself fails: absl's message below says how
       if message:
         _fail(message)
     text = str(e).strip()
-    _fail(text.splitlines()[-1] if 'Traceback' in text else ' '.join(text.split()))
+    line = text.splitlines()[-1] if 'Traceback' in text else ' '.join(text.split())
+    _fail(re.sub(r'^([\w.]+\.)?(BadInput|MissingInput): ', '', line))
 
 
-def run(main) -> None:
-  """``app.run(main)``; bad flags, config fields, ValueError and FileNotFoundError exit 2 with
-  one line on stderr."""
+def run(main, argv: list[str] | None = None) -> None:
+  """``app.run(main)`` with the error handling of the module docstring."""
 
   def guarded(argv):
     logging.set_verbosity(logging.ERROR)  # orbax, grain and tfds log routine steps
     try:
       main(argv)
-    except (ValueError, FileNotFoundError) as e:
+    except BadInput as e:
+      if _TRACEBACK.value:
+        traceback.print_exc()
       _fail(' '.join(str(e).split()))
 
-  app.run(guarded, flags_parser=_parse)
+  app.run(guarded, argv=argv, flags_parser=_parse)

@@ -6,6 +6,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from cam_jax.core.errors import BadInput
+
 DATA_AXIS = 'data'
 
 
@@ -26,8 +28,8 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(f'batch size {batch_size} is not divisible by the {n} devices of the mesh; '
-                     f'use a multiple of {n}')
+    raise BadInput(f'batch size {batch_size} is not divisible by the {n} devices of the mesh; '
+                   f'use a multiple of {n}')
 
 
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
@@ -35,3 +37,17 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
   sharding = data_sharded(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items() if np.asarray(v).dtype.kind in 'biuf'}
+
+
+def same_targets(target: int, n: int, mesh: Mesh) -> jax.Array:
+  """``(n,)`` int32 targets, every one ``target``, split on ``data``: the one explained sign or
+  class of a batch of ``n`` images."""
+  return jax.device_put(np.full((n,), target, np.int32), data_sharded(mesh))
+
+
+def jit_on_mesh(fn, mesh: Mesh, *, replicated_args: int, sharded_args: int):
+  """``jax.jit(fn)`` whose first ``replicated_args`` arguments (states) are copied to every
+  device and next ``sharded_args`` (per-image arrays) split on ``data``, as is its output."""
+  rep, dat = replicated(mesh), data_sharded(mesh)
+  return jax.jit(fn, in_shardings=(rep,) * replicated_args + (dat,) * sharded_args,
+                 out_shardings=dat)

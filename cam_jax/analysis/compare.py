@@ -12,10 +12,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from cam_jax.scoring import statistics
-from cam_jax.scoring.classification import binary_labels, roc_auc
+from cam_jax.analysis import statistics
+from cam_jax.core.errors import BadInput
+from cam_jax.metrics.classification import binary_labels, roc_auc
 
-CLASSIFICATION_METRICS = ('accuracy', 'roc_auc')
+# The classification metrics compare_models pairs, over every image: accuracy (Wilcoxon on
+# per-image correctness) and ROC-AUC (DeLong); the others of
+# metrics.classification.CLASSIFICATION_METRICS have no paired test here.
+PAIRED_CLASSIFICATION = ('accuracy', 'roc_auc')
 CORRELATION_COLUMNS = ['metric', 'x', 'rho', 'low', 'high', 'n_models', 'n_resamples',
                        'n_skipped', 'note']
 
@@ -24,31 +28,31 @@ def _aligned_records(records: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFr
   """Every model's records indexed by id in the first model's order; ValueError unless all
   models hold the same ids once each and the same label per id."""
   if len(records) < 2:
-    raise ValueError(f'comparing models needs at least 2 models, got {len(records)}')
+    raise BadInput(f'comparing models needs at least 2 models, got {len(records)}')
   for name, frame in records.items():
     missing = {'id', 'label', 'prob', 'has_mask'} - set(frame.columns)
     if missing:
-      raise ValueError(f'records of {name!r} lack columns {sorted(missing)}')
+      raise BadInput(f'records of {name!r} lack columns {sorted(missing)}')
     duplicated = int(frame['id'].duplicated().sum())
     if duplicated:
-      raise ValueError(f'records of {name!r} repeat {duplicated} ids')
+      raise BadInput(f'records of {name!r} repeat {duplicated} ids')
   (first, reference), *others = records.items()
   ids = pd.Index(reference['id'].astype(str))
   for name, frame in others:
     unmatched = ids.symmetric_difference(pd.Index(frame['id'].astype(str)))
     if len(unmatched):
-      raise ValueError(f'records of {first!r} and {name!r} cover different images: '
-                       f'{len(unmatched)} ids are in only one of them')
+      raise BadInput(f'records of {first!r} and {name!r} cover different images: '
+                     f'{len(unmatched)} ids are in only one of them')
   aligned = {m: f.assign(id=f['id'].astype(str)).set_index('id').loc[ids]
              for m, f in records.items()}
   labels = binary_labels(aligned[first]['label'])
   for name, frame in aligned.items():
     if frame['prob'].isna().any():
-      raise ValueError(f'records of {name!r} have {int(frame["prob"].isna().sum())} images '
-                       'without a probability')
+      raise BadInput(f'records of {name!r} have {int(frame["prob"].isna().sum())} images '
+                     'without a probability')
     differ = int((frame['label'].to_numpy() != labels).sum())
     if differ:
-      raise ValueError(f'records of {first!r} and {name!r} give {differ} images different labels')
+      raise BadInput(f'records of {first!r} and {name!r} give {differ} images different labels')
   return aligned
 
 
@@ -101,17 +105,17 @@ def compare_models(records: Mapping[str, pd.DataFrame], *, depth: Mapping[str, i
   unmatched ids), disagree on a label, lack a column or a depth, or a metric is unknown.
   """
   if not metrics or len(set(metrics)) != len(metrics):
-    raise ValueError(f'metrics must be non-empty and distinct, got {list(metrics)}')
+    raise BadInput(f'metrics must be non-empty and distinct, got {list(metrics)}')
   aligned = _aligned_records(records)
   names = list(aligned)
   missing = [m for m in names if m not in depth]
   if missing:
-    raise ValueError(f'depth is missing for models {missing}')
+    raise BadInput(f'depth is missing for models {missing}')
   for metric in metrics:
-    absent = [m for m in names if metric not in CLASSIFICATION_METRICS and metric not in aligned[m]]
+    absent = [m for m in names if metric not in PAIRED_CLASSIFICATION and metric not in aligned[m]]
     if absent:
-      raise ValueError(f'metric {metric!r} is neither {CLASSIFICATION_METRICS} nor a records '
-                       f'column of {absent}')
+      raise BadInput(f'metric {metric!r} is neither {PAIRED_CLASSIFICATION} nor a records '
+                     f'column of {absent}')
   labels = binary_labels(aligned[names[0]]['label']).astype(int)
   n = labels.size
   probs = {m: f['prob'].to_numpy(dtype=np.float64) for m, f in aligned.items()}
@@ -131,7 +135,7 @@ def compare_models(records: Mapping[str, pd.DataFrame], *, depth: Mapping[str, i
       tests = statistics.paired_delong(labels, probs)
     else:
       if not masked.any():
-        raise ValueError(f'metric {metric!r}: no image has a mask in every model')
+        raise BadInput(f'metric {metric!r}: no image has a mask in every model')
       values = {m: f[metric].to_numpy(dtype=np.float64) for m, f in aligned.items()}
       boot = statistics.paired_bootstrap({m: v[masked] for m, v in values.items()}, **kwargs)
       tests = statistics.paired_wilcoxon({m: v[masked] for m, v in values.items()})

@@ -2,7 +2,7 @@
 
 Same keys, same definitions and degenerate values, computed the way the reference libraries do:
 NumPy/SciPy on one image at a time, ``np.quantile`` for the EHR thresholds, a descending sort for
-the rank cuts, ``scipy.stats.rankdata`` mid-ranks for ROC-AUC (Mann-Whitney), sklearn's
+the rank cuts, the host classification metrics for ROC-AUC (Mann-Whitney) and sklearn's
 tie-grouped precision-recall curve for average precision, a loop over thresholds for IoU/Dice,
 and Otsu's level from ``np.bincount`` in float64, as OpenCV computes it. It is the host-side
 alternative that benchmarks set beside the fused device pass, and a second implementation for the
@@ -12,10 +12,10 @@ tests.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
-from cam_jax.scoring.localisation import (
-    EHR_MIN_HEAT, FLAG_CONSTANT, FLAG_NO_HEAT, THRESHOLDS, checked_top_k)
+from cam_jax.core.flags import FLAG_CONSTANT, FLAG_NO_HEAT
+from cam_jax.metrics import classification
+from cam_jax.metrics.localisation import EHR_MIN_HEAT, THRESHOLDS, checked_top_k
 
 
 def localisation_metrics_numpy(heat: np.ndarray, mask: np.ndarray, top_k: int | None = None
@@ -113,23 +113,11 @@ def _otsu_level(u8):
 
 
 def _roc_auc(h, m):
-  pos = int(m.sum())
-  neg = m.size - pos
-  if not pos or not neg:
-    return 0.5
-  ranks = stats.rankdata(h)  # mid-ranks: ties count 1/2
-  return float((ranks[m].sum() - pos * (pos + 1) / 2) / (pos * neg))
+  """Pixel ROC-AUC (``classification.roc_auc``, Mann-Whitney with ties 1/2); 0.5 with one class."""
+  return classification.roc_auc(m, h) if 0 < m.sum() < m.size else 0.5
 
 
 def _average_precision(h, m):
-  """sklearn's average precision: the sum over distinct heat values, from the highest down, of
-  the recall gained times the precision there."""
-  pos = int(m.sum())
-  if not pos:
-    return 0.0
-  order = np.argsort(-h, kind='stable')
-  ordered = h[order]
-  last = np.r_[np.flatnonzero(np.diff(ordered)), h.size - 1]  # end of each tie group
-  tp = np.cumsum(m[order])[last]
-  precision = tp / (last + 1)
-  return float(np.sum(np.diff(tp, prepend=0) / pos * precision))
+  """Pixel average precision (``classification.pr_auc``, sklearn's definition); 0 with no
+  lesion pixel."""
+  return classification.pr_auc(m, h) if m.any() else 0.0

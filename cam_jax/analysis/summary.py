@@ -10,14 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cam_jax.scoring import classification, localisation, statistics
+from cam_jax.analysis import statistics
+from cam_jax.core.errors import BadInput
+from cam_jax.metrics import classification, localisation
 
-CLASSIFICATION_METRICS = ('accuracy', 'roc_auc', 'pr_auc', 'f1', 'sensitivity', 'specificity')
 LOCALISATION_METRICS = ('ehr_auc', 'pointing_game', 'pointing_game_weighted', 'relevance_mass',
                         'relevance_mass_weighted', 'relevance_rank', 'top_k', 'iou', 'dice',
                         'iou_otsu', 'dice_otsu', 'pixel_roc_auc', 'pixel_pr_auc')
 FAITHFULNESS_METRICS = ('deletion_auc', 'insertion_auc', 'road_morf', 'road_lerf')
 SIZE_STRATA = ('small', 'medium', 'large')
+SUMMARY_COLUMNS = ['metric', 'value', 'low', 'high', 'n', 'n_skipped', 'note']
 
 
 def grid_column(prefix: str, threshold: float) -> str:
@@ -31,7 +33,7 @@ RECORD_FORMATS = ('.csv', '.parquet')
 def check_records_path(path: str) -> str:
   """``path`` if it ends in .csv or .parquet, the formats records are written in."""
   if not path.endswith(RECORD_FORMATS):
-    raise ValueError(f'{path}: records are written and read as .csv or .parquet')
+    raise BadInput(f'{path}: records are written and read as .csv or .parquet')
   return path
 
 
@@ -60,26 +62,43 @@ def tune_threshold(records: pd.DataFrame) -> float:
   columns = [grid_column('iou', t) for t in localisation.THRESHOLDS]
   missing = [c for c in columns if c not in scored]
   if missing or scored.empty:
-    raise ValueError('tuning a threshold needs localisation records of lesion images with the '
-                     f'IoU grid columns ({columns[0]} ... {columns[-1]})')
+    raise BadInput('tuning a threshold needs localisation records of lesion images with the '
+                   f'IoU grid columns ({columns[0]} ... {columns[-1]})')
   return localisation.tuned_threshold(scored[columns].to_numpy())
 
 
 def _classification_rows(records, n_resamples, seed):
-  classified = records[records['prob'].notna()] if 'prob' in records else records.iloc[:0]
-  if classified.empty:
+  """A row per classification metric; one that cannot be computed says why in ``note``. Records
+  without probabilities (a random heat map's) have no classification rows."""
+  if 'prob' not in records or records['prob'].isna().all():
     return []
-  y, p = classified['label'].to_numpy(), classified['prob'].to_numpy()
+  y, p = records['label'].to_numpy(), records['prob'].to_numpy(dtype=np.float64)
+  names = classification.CLASSIFICATION_METRICS
 
   def metrics(y, p):
     out = classification.classification_metrics(y, p)
-    return {m: out[m] for m in CLASSIFICATION_METRICS}  # None where undefined on the sample
+    return {m: out[m] for m in names}  # None where undefined on the sample
 
-  try:
-    cis = statistics.bootstrap_cis(metrics, (y, p), n_resamples=n_resamples, seed=seed)
-  except ValueError:
-    return []  # undefined on this data (e.g. non-finite probabilities)
-  return [(m, *cis[m][:3], len(y)) for m in CLASSIFICATION_METRICS if m in cis]
+  nonfinite = int((~np.isfinite(p)).sum())
+  if nonfinite:
+    note = (f'not computed: {nonfinite} of {len(p)} probabilities are not finite (a diverged '
+            'model?)')
+    return [(m, np.nan, np.nan, np.nan, len(y), 0, note) for m in names]
+  points = metrics(y, p)
+  cis = statistics.bootstrap_cis(metrics, (y, p), n_resamples=n_resamples, seed=seed)
+  rows = []
+  for m in names:
+    if m in cis:
+      point, low, high, skipped = cis[m]
+      note = (f'{skipped} of {n_resamples} resamples skipped (undefined on them)' if skipped
+              else '')
+      rows.append((m, point, low, high, len(y), skipped, note))
+    elif points[m] is None:
+      rows.append((m, np.nan, np.nan, np.nan, len(y), 0, 'undefined on these images'))
+    else:
+      rows.append((m, points[m], np.nan, np.nan, len(y), n_resamples,
+                   'no CI: undefined on every resample'))
+  return rows
 
 
 def _mean_rows(frame, metrics, n_resamples, seed):
@@ -89,14 +108,14 @@ def _mean_rows(frame, metrics, n_resamples, seed):
       values = frame[m].dropna().to_numpy()
       if len(values):
         rows.append((m, *statistics.bootstrap_ci(values, n_resamples=n_resamples, seed=seed),
-                     len(values)))
+                     len(values), 0, ''))
   return rows
 
 
 def check_threshold(threshold: float | None) -> float | None:
   """``threshold`` if it is None or one of ``localisation.THRESHOLDS`` (the IoU grid)."""
   if threshold is not None and not np.isclose(localisation.THRESHOLDS, threshold).any():
-    raise ValueError(f'tuned threshold {threshold} is not one of localisation.THRESHOLDS')
+    raise BadInput(f'tuned threshold {threshold} is not one of localisation.THRESHOLDS')
   return threshold
 
 
@@ -107,9 +126,11 @@ def _tuned(scored: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 def summarise(records: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0,
               tuned_threshold: float | None = None) -> pd.DataFrame:
-  """Rows ``metric, value, low, high, n``: classification, localisation (with ``iou_tuned`` and
-  ``dice_tuned`` at ``tuned_threshold`` when given), faithfulness, and ``flagged``, the count of
-  degenerate heat maps among the lesion images."""
+  """Rows ``metric, value, low, high, n, n_skipped, note``: classification, localisation (with
+  ``iou_tuned`` and ``dice_tuned`` at ``tuned_threshold`` when given), faithfulness, and
+  ``flagged``, the count of degenerate heat maps among the lesion images. ``n_skipped`` counts
+  the bootstrap resamples on which a metric was undefined; ``note`` says so, or why a metric
+  has no value (non-finite probabilities, a class absent)."""
   rows = _classification_rows(records, n_resamples, seed)
   scored = records[records['has_mask']] if 'has_mask' in records else records.iloc[:0]
   rows += _mean_rows(scored, LOCALISATION_METRICS, n_resamples, seed)
@@ -118,8 +139,9 @@ def summarise(records: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0,
                        n_resamples, seed)
   rows += _mean_rows(records, FAITHFULNESS_METRICS, n_resamples, seed)
   if 'flags' in scored and len(scored):
-    rows.append(('flagged', float((scored['flags'] != '').sum()), np.nan, np.nan, len(scored)))
-  return pd.DataFrame(rows, columns=['metric', 'value', 'low', 'high', 'n'])
+    rows.append(('flagged', float((scored['flags'] != '').sum()), np.nan, np.nan, len(scored), 0,
+                 'degenerate heat maps among the lesion images'))
+  return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def size_strata(records: pd.DataFrame) -> pd.Series:
@@ -136,8 +158,8 @@ def size_strata(records: pd.DataFrame) -> pd.Series:
 def by_lesion_size(records: pd.DataFrame, *, n_resamples: int = 2000,
                    seed: int = 0) -> pd.DataFrame:
   """Localisation metrics per lesion-size tercile: rows ``stratum, fraction_low, fraction_high,
-  metric, value, low, high, n`` (empty without ``mask_fraction``)."""
-  columns = ['stratum', 'fraction_low', 'fraction_high', 'metric', 'value', 'low', 'high', 'n']
+  metric, value, low, high, n, n_skipped, note`` (empty without ``mask_fraction``)."""
+  columns = ['stratum', 'fraction_low', 'fraction_high', *SUMMARY_COLUMNS]
   if 'mask_fraction' not in records:
     return pd.DataFrame(columns=columns)
   strata = size_strata(records)

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from cam_jax import cams
+from cam_jax.core.errors import BadInput
 from cam_jax.data.pipeline import PIXEL_STD
 
 Predict = Callable[[jax.Array], jax.Array]
@@ -69,12 +70,12 @@ def _asks_predicted(targets, num_logits):
 def _check(images, heat, targets):
   """``targets`` as int32 after checking the shapes of the batch."""
   if images.ndim != 4:
-    raise ValueError(f'images must be (B, H, W, C), got shape {images.shape}')
+    raise BadInput(f'images must be (B, H, W, C), got shape {images.shape}')
   if heat.shape != images.shape[:3]:
-    raise ValueError(f'heat must be (B, H, W) = {images.shape[:3]}, got shape {heat.shape}')
+    raise BadInput(f'heat must be (B, H, W) = {images.shape[:3]}, got shape {heat.shape}')
   if jnp.shape(targets) != images.shape[:1]:
-    raise ValueError(f'targets must be (B,) = {images.shape[:1]}, got shape '
-                     f'{jnp.shape(targets)}')
+    raise BadInput(f'targets must be (B,) = {images.shape[:1]}, got shape '
+                   f'{jnp.shape(targets)}')
   return jnp.asarray(targets, jnp.int32)
 
 
@@ -128,9 +129,9 @@ def deletion_insertion(predict: Predict, images: jax.Array, heat: jax.Array,
   """
   targets = _check(images, heat, targets)
   if n_steps < 1:
-    raise ValueError(f'n_steps must be >= 1, got {n_steps}')
+    raise BadInput(f'n_steps must be >= 1, got {n_steps}')
   if blur_sigma <= 0:
-    raise ValueError(f'blur_sigma must be > 0, got {blur_sigma}')
+    raise BadInput(f'blur_sigma must be > 0, got {blur_sigma}')
   hw = images.shape[1] * images.shape[2]
   counts = [(2 * i * hw + n_steps) // (2 * n_steps) for i in range(n_steps + 1)]
   ranks = _ranks(heat)[..., None]
@@ -188,11 +189,11 @@ def noisy_linear_imputation(image: jax.Array, removed: jax.Array, key: jax.Array
   the side length).
   """
   if image.ndim != 3 or removed.shape != image.shape[:2]:
-    raise ValueError(f'image must be (H, W, C) and removed (H, W), got {image.shape} and '
-                     f'{removed.shape}')
+    raise BadInput(f'image must be (H, W, C) and removed (H, W), got {image.shape} and '
+                   f'{removed.shape}')
   if noise_std < 0 or iterations < 1:
-    raise ValueError(f'noise_std must be >= 0 and iterations >= 1, got {noise_std}, '
-                     f'{iterations}')
+    raise BadInput(f'noise_std must be >= 0 and iterations >= 1, got {noise_std}, '
+                   f'{iterations}')
   hole = removed[..., None].astype(image.dtype)
   kept = image * (1 - hole)
   weight_sum = _neighbour_sum(jnp.ones_like(hole))
@@ -245,10 +246,10 @@ def road(predict: Predict, images: jax.Array, heat: jax.Array, targets: jax.Arra
   """
   targets = _check(images, heat, targets)
   if not fractions or not all(0 < p < 1 for p in fractions):
-    raise ValueError(f'fractions must be a non-empty sequence in (0, 1), got {fractions}')
+    raise BadInput(f'fractions must be a non-empty sequence in (0, 1), got {fractions}')
   b, h, w = heat.shape
   if keys.shape != (b,):
-    raise ValueError(f'keys must hold one PRNG key per image, shape ({b},), got {keys.shape}')
+    raise BadInput(f'keys must hold one PRNG key per image, shape ({b},), got {keys.shape}')
   counts = [int(p * h * w) for p in fractions]
   ranks = _ranks(heat)
   num_logits = jax.eval_shape(predict, images).shape[-1]

@@ -29,10 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-FLAG_NO_HEAT = 1  # no pixel with heat >= 0.1 (EHR-AUC is 0)
-FLAG_CONSTANT = 2  # heat map constant (max == min): pointing game is a miss
-FLAG_NONFINITE = 4  # set by the CAM postprocess when the raw map had NaN/inf
-FLAG_NAMES = {FLAG_NO_HEAT: 'no_heat', FLAG_CONSTANT: 'constant', FLAG_NONFINITE: 'nonfinite'}
+from cam_jax.core.errors import BadInput
+from cam_jax.core.flags import FLAG_CONSTANT, FLAG_NO_HEAT
 
 EHR_MIN_HEAT = 0.1
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05, 0.10, ..., 0.95
@@ -41,11 +39,6 @@ MAX_PIXELS = 2 ** 23  # Otsu's histogram sums stay exact in int32 below this
 _N_QUANTILES = 11  # EHR: q = 0, 0.1, ..., 1.0
 _AT_HALF = THRESHOLDS.index(0.5)
 _OTSU_TIE = 2.0 ** -40  # relative gap under which two Otsu variances count as a tie
-
-
-def flag_names(bits: int) -> str:
-  """Names of the known flags set in ``bits``, joined by '|' ('' for 0)."""
-  return '|'.join(name for bit, name in sorted(FLAG_NAMES.items()) if int(bits) & bit)
 
 
 def default_top_k(n_pixels: int) -> int:
@@ -57,13 +50,13 @@ def checked_top_k(heat_shape, mask_shape, top_k: int | None) -> int:
   """The k of one image's metrics, after checking that heat and mask are one (H, W) image of at
   most ``MAX_PIXELS`` pixels and that ``top_k`` is None or an int in [1, H * W]."""
   if len(heat_shape) != 2 or tuple(mask_shape) != tuple(heat_shape):
-    raise ValueError(f'heat and mask must both be (H, W); got {heat_shape} and {mask_shape}')
+    raise BadInput(f'heat and mask must both be (H, W); got {heat_shape} and {mask_shape}')
   n = heat_shape[0] * heat_shape[1]
   if n > MAX_PIXELS:
-    raise ValueError(f'heat maps are limited to {MAX_PIXELS} pixels; got {heat_shape}')
+    raise BadInput(f'heat maps are limited to {MAX_PIXELS} pixels; got {heat_shape}')
   k = default_top_k(n) if top_k is None else top_k
   if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-    raise ValueError(f'top_k must be an int in [1, {n}] (the pixel count); got {top_k!r}')
+    raise BadInput(f'top_k must be an int in [1, {n}] (the pixel count); got {top_k!r}')
   return int(k)
 
 
@@ -356,7 +349,7 @@ def box_mask(boxes, valid, hw: tuple[int, int]):
   boxes = jnp.asarray(boxes, jnp.float32)
   valid = jnp.asarray(valid, bool)
   if boxes.ndim != 2 or boxes.shape[1] != 4 or valid.shape != boxes.shape[:1]:
-    raise ValueError(f'boxes must be (N, 4) with valid (N,); got {boxes.shape} and {valid.shape}')
+    raise BadInput(f'boxes must be (N, 4) with valid (N,); got {boxes.shape} and {valid.shape}')
   height, width = hw
   ys = jnp.arange(height, dtype=jnp.float32) + 0.5
   xs = jnp.arange(width, dtype=jnp.float32) + 0.5
@@ -371,8 +364,8 @@ def tuned_threshold(iou_grid: np.ndarray) -> float:
   ties: CheXlocalize's tuning on a validation split (Saporta et al. 2022)."""
   grid = np.asarray(iou_grid, np.float64)
   if grid.ndim != 2 or grid.shape[1] != len(THRESHOLDS):
-    raise ValueError(f'iou_grid must be (n_images, {len(THRESHOLDS)}); got {grid.shape}')
+    raise BadInput(f'iou_grid must be (n_images, {len(THRESHOLDS)}); got {grid.shape}')
   rows = grid[~np.isnan(grid).any(axis=1)]
   if not len(rows):
-    raise ValueError('iou_grid has no image without NaN to tune the threshold on')
+    raise BadInput('iou_grid has no image without NaN to tune the threshold on')
   return THRESHOLDS[int(np.argmax(rows.mean(axis=0)))]

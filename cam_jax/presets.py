@@ -6,13 +6,15 @@ cores), 'tiny' runs in seconds (tests), 'large' is for an accelerator.
 
 import ml_collections
 
+from cam_jax.core.errors import BadInput
+
 SIZES = ('', 'tiny', 'large')
 
 
 def check_arg(arg: str) -> str:
   if arg not in SIZES:
-    raise ValueError(f'unknown config argument {arg!r}; choose one of: '
-                     f'{", ".join(repr(s) for s in SIZES)}')
+    raise BadInput(f'unknown config argument {arg!r}; choose one of: '
+                   f'{", ".join(repr(s) for s in SIZES)}')
   return arg
 
 

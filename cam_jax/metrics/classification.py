@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+CLASSIFICATION_METRICS = ('accuracy', 'roc_auc', 'pr_auc', 'f1', 'sensitivity', 'specificity')
+
 
 def binary_labels(labels) -> np.ndarray:
   """0/1 labels as a flat bool array; ValueError for any other value."""

@@ -2,12 +2,14 @@
 
 Built from torch's own layers with torchvision's (VGG, ResNet) and timm's (ViT) parameter names
 and semantics, so a cam_jax model loaded with their state dict (``cam_jax.models.weights``) must
-give the same logits; ``launch.bench`` also times them beside cam_jax. Needs torch, which
+give the same logits; ``cam_jax bench`` also times them beside cam_jax. Needs torch, which
 cam_jax itself does not (``pip install -e '.[test]'`` brings it).
 """
 
 import torch
 from torch import nn
+
+from cam_jax.core.errors import BadInput
 
 
 class TorchVGG(nn.Module):
@@ -177,4 +179,4 @@ def build(name: str, num_classes: int = 1000, image_size: int = 224) -> nn.Modul
   if name in registry.VITS:
     patch, dim, depth, heads = registry.VITS[name]
     return TorchViT(image_size, patch, dim, depth, heads, num_classes)
-  raise ValueError(f'no torch reference for {name!r}; the CPU-sized variants have none')
+  raise BadInput(f'no torch reference for {name!r}; the CPU-sized variants have none')

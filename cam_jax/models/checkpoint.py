@@ -10,8 +10,16 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from cam_jax import models
+from cam_jax.core.errors import MissingInput
 
 _RECIPE = 'model.json'
+
+
+def recipe(name: str, num_classes: int, image_size: int, seed: int, in_channels: int = 1) -> dict:
+  """The ``models.create`` arguments a checkpoint stores to rebuild its model."""
+  models.check_name(name)
+  return {'name': name, 'num_classes': num_classes, 'in_channels': in_channels,
+          'image_size': image_size, 'seed': seed}
 
 
 def save(directory: str, recipe: dict, model: nnx.Module) -> None:
@@ -35,8 +43,8 @@ def load(directory: str) -> tuple[nnx.Module, dict]:
   """(model with the saved weights, its recipe)."""
   directory = os.path.abspath(directory)
   if not exists(directory):
-    raise FileNotFoundError(f'no cam_jax checkpoint in {directory} (expected {_RECIPE} and '
-                            'weights/)')
+    raise MissingInput(f'no cam_jax checkpoint in {directory} (expected {_RECIPE} and '
+                       'weights/)')
   with open(os.path.join(directory, _RECIPE)) as f:
     recipe = json.load(f)
   model = models.create(**recipe)
@@ -48,3 +56,9 @@ def load(directory: str) -> tuple[nnx.Module, dict]:
   nnx.replace_by_pure_dict(params, tree['params'])
   nnx.replace_by_pure_dict(stats, tree['batch_stats'])
   return nnx.merge(graphdef, params, stats, other), recipe
+
+
+def model_and_recipe(model: nnx.Module | str, recipe: dict | None = None
+                     ) -> tuple[nnx.Module, dict | None]:
+  """``(model, recipe)`` of a checkpoint directory, or of a model given with its recipe."""
+  return load(model) if isinstance(model, str) else (model, recipe)

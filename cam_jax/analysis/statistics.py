@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sp_stats
 
-from cam_jax.scoring.classification import binary_labels
+from cam_jax.metrics.classification import binary_labels
 
 # A model-level quantity: a number fixed per model, or fn(item indices) -> float.
 Quantity = float | Callable[[np.ndarray], float]
@@ -102,7 +102,13 @@ def bootstrap_ci_fn(fn, arrays, n_resamples=2000, confidence=0.95, seed=0):
 
 
 def format_ci(point, low, high, digits=3) -> str:
-  """'point [low, high]' with ``digits`` decimals, e.g. '0.912 [0.874, 0.945]'."""
+  """'point [low, high]' with ``digits`` decimals, e.g. '0.912 [0.874, 0.945]'; 'n/a' for an
+  undefined point and 'point [CI n/a]' for a point whose interval could not be computed, never
+  'nan'."""
+  if np.isnan(point):
+    return 'n/a'
+  if np.isnan(low) or np.isnan(high):
+    return f'{point:.{digits}f} [CI n/a]'
   return f'{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]'
 
 

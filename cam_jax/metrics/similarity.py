@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cam_jax.core.errors import BadInput
+
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # 11 taps at sigma 1.5, the window of Wang et al.
@@ -43,10 +45,10 @@ def ssim(a: jax.Array, b: jax.Array, data_range: float = 1.0) -> jax.Array:
   """
   taps = _gaussian_taps(SSIM_SIGMA)
   if a.shape != b.shape or a.ndim != 2:
-    raise ValueError(f'ssim takes two maps of one shape (H, W), got {a.shape} and {b.shape}')
+    raise BadInput(f'ssim takes two maps of one shape (H, W), got {a.shape} and {b.shape}')
   if min(a.shape) < len(taps):
-    raise ValueError(f'ssim needs maps of at least {len(taps)} x {len(taps)} pixels, got '
-                     f'{a.shape}')
+    raise BadInput(f'ssim needs maps of at least {len(taps)} x {len(taps)} pixels, got '
+                   f'{a.shape}')
   a, b = a.astype(jnp.float32), b.astype(jnp.float32)
   # Local second moments about each map's global mean: the same variances with less
   # float32 cancellation than raw moments.
@@ -78,7 +80,7 @@ def spearman(a: jax.Array, b: jax.Array) -> jax.Array:
   constant (scipy gives NaN): a constant map ranks nothing.
   """
   if a.shape != b.shape:
-    raise ValueError(f'spearman takes two maps of one shape, got {a.shape} and {b.shape}')
+    raise BadInput(f'spearman takes two maps of one shape, got {a.shape} and {b.shape}')
   n = a.size
   ra = _centred_ranks(a).astype(jnp.float32) / n
   rb = _centred_ranks(b).astype(jnp.float32) / n

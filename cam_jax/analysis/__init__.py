@@ -1,0 +1,2 @@
+"""Per-image records -> the numbers a paper reports: bootstrap CIs and paired tests
+(``statistics``), summary tables (``summary``) and model comparisons (``compare``)."""
