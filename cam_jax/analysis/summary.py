@@ -1,8 +1,9 @@
 """Per-image records -> summary tables: each metric with a percentile bootstrap 95% CI.
 
-Classification metrics are taken over every image with a ``prob``; localisation metrics over the
-images with a lesion mask; faithfulness metrics over every image that has them. Records are
-written and read as CSV or Parquet (by file extension).
+Classification metrics are taken over every image (probabilities that are not finite are
+reported in a note, never dropped); localisation metrics over the images with a lesion mask;
+faithfulness metrics over every image that has them. Records are written and read as CSV or
+Parquet (by file extension).
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def _claim_workdir(workdir: str, config) -> None:
 
 def _recipe(name, config, seed_offset=0):
   return checkpoint.recipe(name, config.num_classes, config.data.image_size,
-                     config.train.seed + seed_offset)
+                           config.train.seed + seed_offset)
 
 
 def _train_or_load(name, config, cell, splits, mesh, log, init_from, seed_offset=0):
