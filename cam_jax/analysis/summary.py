@@ -85,8 +85,8 @@ def _classification_rows(records, n_resamples, seed):
     note = (f'not computed: {nonfinite} of {len(p)} probabilities are not finite (a diverged '
             'model?)')
     return [(m, np.nan, np.nan, np.nan, len(y), 0, note) for m in names]
-  points = metrics(y, p)
   cis = statistics.bootstrap_cis(metrics, (y, p), n_resamples=n_resamples, seed=seed)
+  points = metrics(y, p) if set(names) - set(cis) else {}  # only to say why a CI is missing
   rows = []
   for m in names:
     if m in cis:
