@@ -151,7 +151,7 @@ def _zoo_cases(name, config, log):
   err = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
   log(f'{name}: max |cam_jax - torch| / max |torch| = {err:.1e}')
   if err > 1e-3:
-    raise BadInput(f'{name}: cam_jax and torch logits differ (relative error {err:.1e})')
+    raise ValueError(f'{name}: cam_jax and torch logits differ (relative error {err:.1e})')
   group = f'{name} {s}px b{b}'
   return [bench.Case('cam_jax forward (jit)', lambda: forward(state, xj), b, group, reference=True),
           bench.Case(f'torch forward (eager, {torch.get_num_threads()} threads)', torch_forward,

@@ -37,7 +37,7 @@ def partition_spec(path: str, shape: tuple[int, ...], rules, mesh_size: int,
         if shape[axis] % mesh_size == 0:
           return P(*[DATA_AXIS if a == axis else None for a in range(len(shape))])
       return P()
-  raise BadInput(f'no sharding rule matches {path!r}; rules: {[r for r, _ in rules]}')
+  raise ValueError(f'no sharding rule matches {path!r}; rules: {[r for r, _ in rules]}')
 
 
 def tree_shardings(tree, mesh, strategy: str = REPLICATE, min_size: int = MIN_FSDP_SIZE):
