@@ -3,8 +3,10 @@
   cam_jax train --config=configs/train_phantom.py --workdir=runs/resnet_tiny \
       --config.model.name=resnet_tiny
 
-Arguments: ``:tiny`` (seconds), ``:large`` (an accelerator). Writes ``checkpoint/`` (orbax, with
-``model.json``) and ``history.csv`` into the workdir.
+Arguments: ``:tiny`` (seconds), ``:large`` (an accelerator). Writes into the workdir
+``checkpoint/`` (the best epoch by validation ROC-AUC, with ``model.json`` and ``about.json``),
+``checkpoint_last/``, ``train_state/`` (what a rerun resumes from), ``train_log.jsonl``,
+``tensorboard/`` and ``history.csv``.
 """
 
 import ml_collections

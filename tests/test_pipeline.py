@@ -58,19 +58,50 @@ def test_eval_batches_yield_every_image_exactly_once(tiny_splits, batch_size):
   assert padded == -len(test) % batch_size
 
 
-def test_train_batches_are_seeded_shuffled_and_cover_each_record_once(tiny_splits):
+def _ids(batches):
+  return [[_text(i) for i in b['id']] for b in batches]
+
+
+def test_train_batches_are_seeded_shuffled_and_cover_each_record_once_per_epoch(tiny_splits):
   train = tiny_splits['train']
+  run = lambda seed: _ids(data.train_batches(train, batch_size=16, seed=seed, epochs=2))
+  steps = len(train) // 16
+  batches = run(0)
+  assert batches == run(0) and batches != run(1)
+  assert len(batches) == 2 * steps
+  first, second = (sum(batches[e * steps:(e + 1) * steps], []) for e in (0, 1))
+  assert len(first) == len(set(first)) == steps * 16 == len(set(second))
+  assert first != second
+  assert first != [_text(train[i]['id']) for i in range(len(first))]
 
-  def epoch_ids(seed, epoch):
-    return [i for b in data.train_batches(train, batch_size=16, seed=seed, epoch=epoch)
-            for i in b['id']]
 
-  first = epoch_ids(0, 0)
-  assert first == epoch_ids(0, 0)
-  assert first != epoch_ids(0, 1) and first != epoch_ids(1, 0)
-  assert len(first) == len(set(first)) == (len(train) // 16) * 16
-  in_order = [_text(train[i]['id']) for i in range(len(first))]
-  assert first != in_order
+def test_a_restored_train_iterator_continues_exactly(tiny_splits):
+  """The iterator state saved after k batches, set on a fresh iterator, yields batches k+1...
+  with the same records and the same augmented pixels."""
+  make = lambda: iter(data.train_batches(tiny_splits['train'], batch_size=16, seed=3, epochs=2))
+  whole = list(make())
+  it = make()
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  fresh = make()
+  fresh.set_state(state)
+  rest = list(fresh)
+  assert len(rest) == len(whole) - 3
+  for a, b in zip(rest, whole[3:]):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    assert list(a['id']) == list(b['id'])
+
+
+def test_processes_split_each_global_batch_between_them(tiny_splits):
+  train = tiny_splits['train']
+  one = _ids(data.train_batches(train, batch_size=16, seed=0, epochs=2, augmented=False))
+  per = [_ids(data.train_batches(train, batch_size=16, seed=0, epochs=2, augmented=False,
+                                 process_index=p, process_count=2)) for p in (0, 1)]
+  assert all(len(b) == 8 for p in per for b in p)
+  assert [sorted(a + b) for a, b in zip(*per)] == [sorted(b) for b in one]
+  with pytest.raises(ValueError, match='not divisible by the 3 processes'):
+    data.train_batches(train, batch_size=16, seed=0, process_count=3)
 
 
 def test_augment_moves_image_and_mask_together():

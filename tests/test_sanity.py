@@ -110,12 +110,13 @@ def test_step_k_randomises_k_blocks_from_the_top_cascading_or_one_independent(mo
 
 
 @pytest.fixture(scope='module')
-def trained(tiny_splits):
+def trained(tiny_splits, tmp_path_factory):
   """resnet_tiny trained 6 epochs on the tiny phantom split, as tests/test_train.py does."""
   cfg = presets.train_config('tiny')
   cfg.epochs = 6
   return loop.train(checkpoint.recipe('resnet_tiny', 1, 32, seed=0), cfg, tiny_splits['train'],
-                    tiny_splits['validation'], mesh=_mesh1(), log=lambda m: None)
+                    tiny_splits['validation'], workdir=str(tmp_path_factory.mktemp('train')),
+                    mesh=_mesh1(), log=lambda m: None)
 
 
 def _host_heat(model, images):

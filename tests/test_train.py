@@ -1,16 +1,21 @@
 """Training: the sharded step on 8 host devices equals 1 device; losses; checkpoints."""
 
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
 from cam_jax import models, presets
 from cam_jax.core import mesh as mesh_lib
+from cam_jax.metrics import classification
 from cam_jax.models import checkpoint
-from cam_jax.train import loop, step as step_lib
+from cam_jax.train import loop, optim, step as step_lib
 
 
 def _batch(n=16, size=32, seed=0):
@@ -35,8 +40,8 @@ def test_sharded_step_on_8_devices_equals_1_device(name, param_sharding):
     tx = optax.sgd(0.05, momentum=0.9)
     graphdef, state, shardings = step_lib.init_state(model, tx, mesh, param_sharding,
                                                      min_size=256)
-    step = step_lib.make_train_step(graphdef, tx, step_lib.ClassWeights((1.0, 2.0)), mesh,
-                                    shardings)
+    step = step_lib.make_train_step(graphdef, tx, step_lib.Loss(step_lib.ClassWeights((1.0, 2.0))),
+                                    mesh, shardings)
     losses = []
     for s in range(2):
       state, metrics = step(state, mesh_lib.shard_batch(_batch(seed=s), mesh))
@@ -58,21 +63,104 @@ def test_sharded_step_on_8_devices_equals_1_device(name, param_sharding):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_weighted_loss_matches_hand_computation():
-  logits = jnp.array([[2.0], [-1.0], [0.5]])
-  labels = jnp.array([1, 0, 0])
+def _mean_loss(loss, logits, labels):
+  total, weight = loss(jnp.asarray(logits), jnp.asarray(labels))
+  return float(total / weight)
+
+
+def test_weighted_and_focal_losses_match_hand_computation():
+  logits, labels = [[2.0], [-1.0], [0.5]], [1, 0, 0]
   w = step_lib.ClassWeights((1.0, 3.0))
   sigmoid = lambda z: 1 / (1 + np.exp(-z))
-  bce = lambda z, y: -(y * np.log(sigmoid(z)) + (1 - y) * np.log(1 - sigmoid(z)))
-  expected = (3 * bce(2.0, 1) + bce(-1.0, 0) + bce(0.5, 0)) / (3 + 1 + 1)
-  np.testing.assert_allclose(step_lib.weighted_loss(logits, labels, w), expected, rtol=1e-6)
-  softmax = jnp.array([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]])
-  lab = jnp.array([2, 1])
+  p_true = np.array([sigmoid(2.0), 1 - sigmoid(-1.0), 1 - sigmoid(0.5)])
+  weights = np.array([3.0, 1.0, 1.0])
+  ce = -np.log(p_true)
+  np.testing.assert_allclose(_mean_loss(step_lib.Loss(w), logits, labels),
+                             (weights * ce).sum() / 5, rtol=1e-6)
+  focal = step_lib.Loss(w, 'focal', gamma=2.0)
+  np.testing.assert_allclose(_mean_loss(focal, logits, labels),
+                             (weights * (1 - p_true) ** 2 * ce).sum() / 5, rtol=1e-5)
+  softmax, lab = [[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]], [2, 1]
   w3 = step_lib.ClassWeights((1.0, 2.0, 4.0))
-  ce = [-np.log(np.exp(-1) / np.exp([1, 0, -1]).sum()),
-        -np.log(np.exp(2) / np.exp([0, 2, 0]).sum())]
-  np.testing.assert_allclose(step_lib.weighted_loss(softmax, lab, w3),
-                             (4 * ce[0] + 2 * ce[1]) / 6, rtol=1e-6)
+  ce3 = [-np.log(np.exp(-1) / np.exp([1, 0, -1]).sum()),
+         -np.log(np.exp(2) / np.exp([0, 2, 0]).sum())]
+  np.testing.assert_allclose(_mean_loss(step_lib.Loss(w3), softmax, lab),
+                             (4 * ce3[0] + 2 * ce3[1]) / 6, rtol=1e-6)
+  with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+    step_lib.Loss(w, 'hinge')
+
+
+def test_youden_threshold_by_hand():
+  # Thresholds 0.9, 0.8, 0.4, 0.3, 0.1: J = sens + spec - 1 is 0.5, 0.5, 1.0, 0.5, 0: t = 0.4.
+  labels, probs = [1, 0, 1, 0, 0], [0.9, 0.3, 0.4, 0.1, 0.8]
+  assert classification.youden_threshold(labels, probs) == pytest.approx(0.4)
+  assert classification.youden_threshold([1, 1], [0.2, 0.3]) == 0.5
+
+
+def test_weight_decay_skips_biases_norms_and_vit_tokens():
+  """One AdamW step with zero gradients moves only decayed leaves, by lr * wd * w."""
+  model = models.create('vit_tiny', image_size=32)
+  params = nnx.state(model, nnx.Param)
+  cfg = presets.train_config('tiny')
+  cfg.warmup_epochs, cfg.weight_decay = 0.0, 0.1
+  tx = optim.optimizer(cfg, total_steps=10)
+  grads = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  lr = cfg.learning_rate
+  for path, p in jax.tree_util.tree_leaves_with_path(params):
+    name = jax.tree_util.keystr(path)
+    u = jax.tree_util.tree_leaves(updates)[
+        [jax.tree_util.keystr(q) for q, _ in jax.tree_util.tree_leaves_with_path(updates)
+         ].index(name)]
+    decayed = p.ndim >= 2 and 'pos_embed' not in name and 'cls_token' not in name
+    np.testing.assert_allclose(u, -lr * 0.1 * p if decayed else 0 * p, rtol=1e-5, atol=1e-9)
+  cfg.optimizer = 'lamb'
+  with pytest.raises(ValueError, match="unknown optimizer 'lamb'"):
+    optim.optimizer(cfg, 10)
+
+
+def _one_step(name, *, accum_steps=1, ema_decay=0.0, dtype=None, steps=1, seed=0, **overrides):
+  mesh = mesh_lib.make_mesh(jax.devices()[:1])
+  model = models.create(name, image_size=32, seed=3, dtype=dtype, **overrides)
+  tx = optax.sgd(0.05, momentum=0.9)
+  graphdef, state, shardings = step_lib.init_state(model, tx, mesh, ema=ema_decay > 0)
+  step = step_lib.make_train_step(graphdef, tx, step_lib.Loss(step_lib.ClassWeights((1.0, 2.0))),
+                                  mesh, shardings, accum_steps=accum_steps, ema_decay=ema_decay)
+  trail, losses = [jax.device_get(state.params)], []
+  for s in range(steps):
+    state, metrics = step(state, mesh_lib.shard_batch(_batch(seed=seed + s), mesh))
+    trail.append(jax.device_get(state.params))
+    losses.append(float(metrics['loss']))
+  return state, trail, losses
+
+
+def test_gradient_accumulation_equals_the_whole_batch():
+  """vit_tiny with a linear patch stem has no batch statistics, so 4 micro-batches give the
+  whole batch's gradient."""
+  whole, _, l1 = _one_step('vit_tiny', conv_stem=())
+  micro, _, l4 = _one_step('vit_tiny', accum_steps=4, conv_stem=())
+  np.testing.assert_allclose(l1, l4, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(micro.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_ema_follows_its_recurrence():
+  state, trail, _ = _one_step('vgg_tiny', ema_decay=0.5, steps=3)
+  expected = trail[0]
+  for params in trail[1:]:
+    expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, expected, params)
+  for a, b in zip(jax.tree.leaves(state.ema), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_bfloat16_compute_keeps_float32_weights_and_tracks_the_float32_loss():
+  """4 steps in bfloat16 from the same weights: parameters stay float32 and the loss stays
+  within 0.02 (absolute) of float32's, about bfloat16's 8-bit mantissa over a few layers."""
+  f32, _, l32 = _one_step('resnet_tiny', steps=4)
+  bf16, _, l16 = _one_step('resnet_tiny', steps=4, dtype=jnp.bfloat16)
+  assert {x.dtype for x in jax.tree.leaves(bf16.params)} == {jnp.dtype('float32')}
+  np.testing.assert_allclose(l16, l32, atol=0.02)
+  assert l16 != l32  # it did compute in bfloat16
 
 
 def test_balanced_class_weights_and_missing_class():
@@ -100,15 +188,44 @@ def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_lowers_the_loss_on_the_tiny_phantom(tiny_splits):
-  """The loop runs its epochs, logs one history row each, and the training loss falls."""
+def test_training_lowers_the_loss_and_exports_the_best_epoch(tiny_splits, tmp_path):
+  """The loop runs its epochs, logs one history row each, the training loss falls, and
+  checkpoint/ holds the epoch with the best validation ROC-AUC, checkpoint_last/ the last."""
   cfg = presets.train_config('tiny')
   cfg.epochs = 6
   result = loop.train(checkpoint.recipe('resnet_tiny', 1, 32, 0), cfg, tiny_splits['train'],
-                      tiny_splits['validation'], mesh=mesh_lib.make_mesh(jax.devices()[:1]),
-                      log=lambda m: None)
-  assert len(result.history) == 6
+                      tiny_splits['validation'], workdir=str(tmp_path),
+                      mesh=mesh_lib.make_mesh(jax.devices()[:1]), log=lambda m: None)
+  assert [r['epoch'] for r in result.history] == list(range(1, 7))
   assert result.history[-1]['loss'] < result.history[0]['loss']
+  aucs = [r['roc_auc'] for r in result.history]
+  assert result.best_epoch == max(range(1, 7), key=lambda e: (aucs[e - 1], e))
+  about = checkpoint.provenance(str(tmp_path / 'checkpoint'))
+  assert about['epoch'] == result.best_epoch and about['validation']['roc_auc'] == max(aucs)
+  assert checkpoint.provenance(str(tmp_path / 'checkpoint_last'))['epoch'] == 6
+  x = jnp.asarray(_batch(4)['image'])
+  np.testing.assert_array_equal(checkpoint.load(str(tmp_path / 'checkpoint'))[0](x),
+                                result.model(x))
+  rows = [json.loads(line) for line in open(tmp_path / 'train_log.jsonl')]
+  assert [r['step'] for r in rows if r['kind'] == 'step'] == list(range(1, 25))
+  assert all(0 <= r['input_wait_fraction'] <= 1 for r in rows if r['kind'] == 'window')
+  assert os.listdir(tmp_path / 'tensorboard')
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_naming_the_step_and_images_and_keeps_good_checkpoints(
+    tiny_splits, tmp_path):
+  cfg = presets.train_config('tiny')
+  cfg.epochs, cfg.learning_rate, cfg.warmup_epochs = 3, 1e30, 0.0
+  cfg.checkpoint_every_steps = 1
+  with pytest.raises(loop.NonFiniteLoss, match=r'at step \d+, batch of images phantom'):
+    loop.train(checkpoint.recipe('vgg_tiny', 1, 32, 0), cfg, tiny_splits['train'],
+               tiny_splits['validation'], workdir=str(tmp_path),
+               mesh=mesh_lib.make_mesh(jax.devices()[:1]), log=lambda m: None)
+  for step in os.listdir(tmp_path / 'train_state'):
+    if step.isdigit():
+      tree = ocp.StandardCheckpointer().restore(tmp_path / 'train_state' / step / 'state')
+      assert all(np.isfinite(x).all() for x in jax.tree.leaves(tree['params']))
 
 
 def test_batch_size_must_divide_the_mesh():

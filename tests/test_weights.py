@@ -283,7 +283,7 @@ def test_training_starts_from_init_from_weights(tmp_path, tiny_splits):
   recipe = checkpoint.recipe('resnet18', 1, 32, seed=0)
   logs = []
   model = loop.train(recipe, cfg, tiny_splits['train'], tiny_splits['validation'],
-                     init_from=path, log=logs.append).model
+                     init_from=path, workdir=str(tmp_path / 'run'), log=logs.append).model
   stem = ref.conv1.weight.detach().numpy().sum(axis=1, keepdims=True).transpose(2, 3, 1, 0)
   np.testing.assert_allclose(model.conv1.kernel[...], stem, rtol=1e-6)
   np.testing.assert_allclose(model.layer4[1].bn2.mean[...], ref.layer4[1].bn2.running_mean,

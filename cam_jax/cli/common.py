@@ -2,7 +2,8 @@
 
 A user's bad input (``core.errors.BadInput``: an unknown name, a bad config field or value, a
 missing file) prints one line on stderr and exits 2; ``--traceback`` prints its traceback too.
-Every other exception is a bug in cam_jax and prints its traceback.
+Every other exception is a bug in cam_jax and prints its traceback. A run stopped by SIGTERM or
+SIGINT after saving its checkpoint (``train.preemption.Preempted``) says where and exits 0.
 """
 
 import importlib.util
@@ -14,6 +15,7 @@ import traceback
 from absl import app, flags, logging
 
 from cam_jax.core.errors import BadInput
+from cam_jax.train.preemption import Preempted
 
 _T0 = time.time()
 _TRACEBACK = flags.DEFINE_boolean('traceback', False, 'Print the traceback of a bad-input error '
@@ -79,6 +81,9 @@ def run(main, argv: list[str] | None = None) -> None:
     logging.set_verbosity(logging.ERROR)  # orbax, grain and tfds log routine steps
     try:
       main(argv)
+    except Preempted as e:
+      log(str(e))
+      sys.exit(0)
     except BadInput as e:
       if _TRACEBACK.value:
         traceback.print_exc()

@@ -1,4 +1,5 @@
-"""Trains one model: ``cam_jax train --config=configs/train_phantom.py --workdir=DIR``."""
+"""Trains one model: ``cam_jax train --config=configs/train_phantom.py --workdir=DIR``; the same
+command resumes a run stopped or killed in DIR."""
 
 import os
 
@@ -25,5 +26,3 @@ def main(argv):
   result = loop.train(recipe, config.train, train_src, val_src, init_from=config.model.init_from,
                       workdir=workdir, log=common.log)
   pd.DataFrame(result.history).to_csv(os.path.join(workdir, 'history.csv'), index=False)
-  common.log(f'checkpoint: {os.path.join(workdir, "checkpoint")}')
-

@@ -39,6 +39,21 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
           for k, v in batch.items() if np.asarray(v).dtype.kind in 'biuf'}
 
 
+def local_rows(array: np.ndarray) -> np.ndarray:
+  """This process's share of a global host batch: rows ``[p * n / P, (p + 1) * n / P)``."""
+  n, p, count = len(array), jax.process_index(), jax.process_count()
+  return array[p * n // count:(p + 1) * n // count]
+
+
+def to_host(x):
+  """A global ``jax.Array`` on the host of every process (an all-gather when some of it lives on
+  another host); a PRNG key array stays a key array."""
+  if getattr(x, 'is_fully_addressable', True):
+    return jax.device_get(x)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def same_targets(target: int, n: int, mesh: Mesh) -> jax.Array:
   """``(n,)`` int32 targets, every one ``target``, split on ``data``: the one explained sign or
   class of a batch of ``n`` images."""

@@ -1,7 +1,8 @@
 """grain pipelines over a random-access source of records.
 
 A record is a dict with ``image`` (uint8 (H,W,C)), ``mask`` (bool (H,W)), ``label`` and ``id``.
-Training batches are shuffled per epoch and lightly augmented, both seeded. Evaluation batches
+Training batches are shuffled per epoch and lightly augmented, both seeded by position, so a
+restored iterator resumes exactly. Evaluation batches
 keep the source order, pad the last batch and carry ``valid`` so padded rows never reach a metric.
 """
 
@@ -55,16 +56,34 @@ def _shift(a: np.ndarray, dy: int, dx: int, mode: str) -> np.ndarray:
   return padded[p - dy:p - dy + h, p - dx:p - dx + w]
 
 
-def train_batches(source, *, batch_size: int, seed: int, epoch: int, augmented: bool = True,
-                  num_threads: int = 2):
-  """One epoch of shuffled (seed, epoch) batches; the incomplete last batch is dropped."""
-  if len(source) < batch_size:
+def steps_per_epoch(num_records: int, batch_size: int) -> int:
+  """Full batches per epoch (the incomplete last one is dropped)."""
+  return num_records // batch_size
+
+
+def train_batches(source, *, batch_size: int, seed: int, epochs: int = 1, augmented: bool = True,
+                  num_threads: int = 2, process_index: int = 0, process_count: int = 1):
+  """``epochs`` epochs of shuffled, augmented batches as one grain ``IterDataset``.
+
+  The order and the augmentation are functions of (seed, epoch, position) only, so an iterator
+  restored from its saved state (``get_state`` / grain's checkpoint handler) continues exactly.
+  Each epoch is a fresh permutation cut to whole global batches of ``batch_size``; with several
+  processes, process ``p`` reads positions ``p, p + P, ...`` of it and yields
+  ``batch_size / P`` rows a batch, so every process runs the same number of steps and together
+  they cover the same records as one process would.
+  """
+  steps = steps_per_epoch(len(source), batch_size)
+  if steps == 0:
     raise BadInput(f'training split has {len(source)} records, fewer than batch size '
                    f'{batch_size}')
-  ds = grain.MapDataset.source(source).shuffle(seed=seed * 100_003 + epoch).map(_example)
+  if batch_size % process_count:
+    raise BadInput(f'batch size {batch_size} is not divisible by the {process_count} processes')
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).slice(slice(0, steps * batch_size))
+  ds = ds.map(_example)
   if augmented:
-    ds = ds.random_map(augment, seed=seed * 100_003 + epoch)
-  ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.random_map(augment, seed=seed)
+  ds = ds.slice(slice(process_index, None, process_count))
+  ds = ds.batch(batch_size // process_count, drop_remainder=True).repeat(epochs)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4))
 
 

@@ -77,6 +77,24 @@ def f1(labels, probs, threshold=0.5) -> float:
   return 2 * tp / (2 * tp + wrong)
 
 
+def youden_threshold(labels, probs) -> float:
+  """The threshold ``t`` (predict positive when ``p >= t``) maximising Youden's J = sensitivity +
+  specificity - 1 (Youden, Cancer 1950), the smallest of ties; 0.5 when a class is absent."""
+  labels, probs = _labels_and_scores(labels, probs)
+  n_pos = int(labels.sum())
+  n_neg = labels.size - n_pos
+  if n_pos == 0 or n_neg == 0:
+    return 0.5
+  order = np.argsort(-probs, kind='stable')
+  probs, labels = probs[order], labels[order]
+  last = np.flatnonzero(np.append(probs[1:] != probs[:-1], True))  # end of each tie group
+  tp = np.cumsum(labels)[last]
+  fp = (last + 1) - tp
+  j = tp / n_pos - fp / n_neg
+  best = np.flatnonzero(j == j.max())[-1]  # the lowest threshold among the best
+  return float(probs[last[best]])
+
+
 def _defined(fn, *args):
   try:
     return fn(*args)

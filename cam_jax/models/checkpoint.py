@@ -12,7 +12,7 @@ from flax import nnx
 from cam_jax import models
 from cam_jax.core.errors import MissingInput
 
-_RECIPE = 'model.json'
+_RECIPE, _ABOUT = 'model.json', 'about.json'
 
 
 def recipe(name: str, num_classes: int, image_size: int, seed: int, in_channels: int = 1) -> dict:
@@ -22,21 +22,35 @@ def recipe(name: str, num_classes: int, image_size: int, seed: int, in_channels:
           'image_size': image_size, 'seed': seed}
 
 
-def save(directory: str, recipe: dict, model: nnx.Module) -> None:
-  """Writes ``recipe`` (the ``models.create`` arguments) and the model's params and batch stats."""
+def save(directory: str, recipe: dict, model: nnx.Module, about: dict | None = None) -> None:
+  """Writes ``recipe`` (the ``models.create`` arguments), the model's params and batch stats,
+  and ``about`` (where the weights come from: which step, selected how) when given. Every
+  process calls it; process 0 writes the JSON files."""
   directory = os.path.abspath(directory)
   os.makedirs(directory, exist_ok=True)
   _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
   tree = {'params': nnx.to_pure_dict(params), 'batch_stats': nnx.to_pure_dict(stats)}
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(directory, 'weights'), tree, force=True)
-  with open(os.path.join(directory, _RECIPE), 'w') as f:
-    json.dump(recipe, f, indent=1, sort_keys=True)
+  if jax.process_index() == 0:
+    for name, content in ((_RECIPE, recipe), (_ABOUT, about)):
+      if content is not None:
+        with open(os.path.join(directory, name), 'w') as f:
+          json.dump(content, f, indent=1, sort_keys=True)
 
 
 def exists(directory: str) -> bool:
   return os.path.exists(os.path.join(directory, _RECIPE)) and os.path.isdir(
       os.path.join(directory, 'weights'))
+
+
+def provenance(directory: str) -> dict:
+  """Where a checkpoint's weights come from (``save``'s ``about``); {} when not recorded."""
+  path = os.path.join(directory, _ABOUT)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
 
 
 def load(directory: str) -> tuple[nnx.Module, dict]:

@@ -76,7 +76,7 @@ def _recipe(name, config, seed_offset=0):
 
 
 def _train_or_load(name, config, cell, splits, mesh, log, init_from, seed_offset=0):
-  ckpt = os.path.join(cell, 'checkpoint')
+  ckpt = os.path.join(cell, loop.BEST)
   if checkpoint.exists(ckpt):
     log(f'[{os.path.basename(cell)}] checkpoint found, not retraining: {ckpt}')
     return checkpoint.load(ckpt)[0]
@@ -242,6 +242,18 @@ def _read_optional(path, **kw):
   return pd.read_csv(path, **kw) if os.path.exists(path) and os.path.getsize(path) > 1 else None
 
 
+def _selected_epochs(workdir: str) -> str:
+  """'vgg_tiny epoch 5/6, ...': which epoch each trained model's scored weights come from."""
+  root = os.path.join(workdir, 'models')
+  parts = []
+  for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    best = checkpoint.provenance(os.path.join(root, name, loop.BEST))
+    last = checkpoint.provenance(os.path.join(root, name, loop.LAST))
+    if best and last:
+      parts.append(f"{name} epoch {best['epoch']}/{last['epoch']}")
+  return ', '.join(parts)
+
+
 def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
   """``report.md`` of a study from its config, per-image records and, where the workdir has
   them, its sanity and agreement tables (see ``cam_jax.report``)."""
@@ -253,6 +265,11 @@ def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
            f'CAM: {config.cam.method}, target {config.cam.target:+d} ({explained}), '
            'pytorch-grad-cam postprocess (ReLU, min-max, bilinear).',
            f'Per-image records: `records.csv`. Models: {", ".join(names)}.']
+  selected = _selected_epochs(workdir)
+  if selected:
+    notes.append('Each model is scored with the weights of its epoch with the best validation '
+                 f'ROC-AUC ({selected}; `models/<name>/checkpoint/about.json`; the last '
+                 "epoch's weights are in `checkpoint_last/`).")
   return report.write_report(
       workdir, records, explained=explained,
       title='cam_jax study: how far to trust each heat map', notes=notes,

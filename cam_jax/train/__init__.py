@@ -1,2 +1,3 @@
-"""Training: parameter sharding rules (``sharding``), the sharded train step (``step``) and the
-loop over grain batches with validation and a checkpoint (``loop``)."""
+"""Training: parameter sharding rules (``sharding``), the optimiser (``optim``), the sharded
+train step (``step``), checkpoints (``checkpoints``), preemption (``preemption``), logs
+(``observe``) and the resumable loop (``loop``)."""
