@@ -112,10 +112,12 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
   saving when SIGTERM or SIGINT arrives, ``NonFiniteLoss`` when the loss diverges."""
   tc, mesh = train_config, mesh or mesh_lib.make_mesh()
   _check_recipe(tc, mesh)
-  records = [train_source[i] for i in range(len(train_source))]
-  labels = np.asarray([r['label'] for r in records])
-  ids = [str(data.pipeline.as_text(r['id'])) for r in records]
-  del records
+  labels, ids = [], []
+  for i in range(len(train_source)):  # one pass, one decoded record in memory at a time
+    record = train_source[i]
+    labels.append(record['label'])
+    ids.append(str(data.pipeline.as_text(record['id'])))
+  labels = np.asarray(labels)
   loss = step_lib.Loss(step_lib.ClassWeights.from_labels(labels, recipe['num_classes'],
                                                           tc.class_weighting),
                        tc.loss, tc.focal_gamma)
