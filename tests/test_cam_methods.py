@@ -214,3 +214,27 @@ def test_aug_smooth_averages_flipped_and_scaled_maps(setup):
   np.testing.assert_allclose(logits, model(images), rtol=1e-5)
   plain, _, _ = cams.heat_function(model, 'gradcam')[0](state, images, targets)
   assert not np.allclose(got, plain)
+
+
+def test_a_vit_layer_the_logit_does_not_read_is_refused_for_logit_methods():
+  """At a ViT's last block output the logit does not depend on the patch tokens (their
+  gradient is exactly 0, checked here with jax.grad): Grad-CAM and Ablation-CAM there are
+  refused with the reason; EigenCAM, which needs no logit, still runs there."""
+  model = models.create('vit_tiny', image_size=32, seed=1)
+  last = f'blocks.{len(model.blocks) - 1}'
+  images = jax.random.normal(jax.random.key(2), (2, 32, 32, 1))
+  taps = models.Taps(record=[last])
+  model(images, taps=taps)
+  act = taps.acts[last]
+
+  def logit_of_patches(patches):
+    x = jnp.concatenate([act[:, :1], patches], axis=1)
+    return model.head(model.norm(x)[:, 0]).sum()
+
+  assert not np.any(np.asarray(jax.grad(logit_of_patches)(act[:, 1:])))
+  for method in ('gradcam', 'ablationcam'):
+    with pytest.raises(ValueError, match=rf"'{method}' cannot explain ViT layer '{last}': the "
+                                         'head reads only the class token'):
+      cams.cam_function(model, method, last)
+  assert _cam(model, 'eigencam', images, jnp.ones(2, jnp.int32), layer=last).shape == (2, 2, 2)
+  assert np.any(_cam(model, 'gradcam', images, jnp.ones(2, jnp.int32), layer=f'{last}.norm1'))

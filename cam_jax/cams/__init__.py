@@ -33,11 +33,11 @@ METHODS = {
     'xgradcam': Method(gradcam.xgrad_cam),
     'gradcam++': Method(gradcam.grad_cam_plus_plus),
     'layercam': Method(gradcam.layer_cam),
-    'eigencam': Method(eigencam.eigen_cam, ACTIVATION, reduces=True),
+    'eigencam': Method(eigencam.eigen_cam, ACTIVATION, reduces=True, via_logit=False),
     'eigengradcam': Method(eigencam.eigen_grad_cam, reduces=True),
-    'scorecam': Method(perturbation.score_cam, PERTURBATION),
+    'scorecam': Method(perturbation.score_cam, PERTURBATION, via_logit=False),
     'ablationcam': Method(perturbation.ablation_cam, PERTURBATION),
-    'rollout': Method(rollout.attention_rollout, ATTENTION, reduces=True),
+    'rollout': Method(rollout.attention_rollout, ATTENTION, reduces=True, via_logit=False),
 }
 
 
@@ -64,6 +64,13 @@ def cam_function(model: nnx.Module, method: str = 'gradcam',
   layers = [models.resolve_layer(model, l) for l in ([layer] if single else layer)]
   if not layers:
     raise BadInput('no CAM layer given; choose from: ' + ', '.join(model.cam_layers))
+  blind = getattr(model, 'logit_blind_layers', {})
+  for l in layers:
+    if METHODS[method].via_logit and l in blind:
+      raise BadInput(f'{method!r} cannot explain {type(model).__name__} layer {l!r}: {blind[l]}; '
+                     f'its maps would all be empty. Choose an earlier layer (the default is '
+                     f'{model.default_cam_layer!r}), or a method that does not go through the '
+                     f'logit: eigencam, scorecam')
   graphdef, state = nnx.split(model)
   fn = make_cam_fn(graphdef, METHODS[method], layers, model.to_grid, eigen_smooth=eigen_smooth,
                    chunk=chunk)

@@ -37,10 +37,13 @@ class Method:
   ATTENTION ``fn(attentions)`` over every block's attention weights (the layers are then the
   model's ``attention_layers``), returning a score per token.
   ``fn`` returns the weighted activation (h, w, C), or a map (h, w) when ``reduces`` is True.
+  ``via_logit``: the map weighs the layer by how it reaches the logit (gradients, ablation), so
+  a layer the logit does not read (``model.logit_blind_layers``) gives empty maps.
   """
   fn: Callable
   kind: str = GRADIENT
   reduces: bool = False
+  via_logit: bool = True
 
 
 def target_score(logits: jax.Array, target: jax.Array) -> jax.Array:
