@@ -65,6 +65,7 @@ def train_config(arg: str = '') -> ml_collections.ConfigDict:
   c.dtype = 'float32'    # compute dtype: 'float32' or 'bfloat16' (parameters stay float32)
   c.accum_steps = 1      # micro-batches per optimiser step (batch_size / accum_steps each)
   c.param_sharding = 'replicate' if arg != 'large' else 'fsdp'  # cam_jax.train.sharding
+  c.fsdp_devices = 1 if arg != 'large' else -1  # the mesh's fsdp axis (-1: every device)
   c.checkpoint_every_steps = {'': 0, 'tiny': 0, 'large': 500}[arg]  # 0: at epoch ends only
   c.keep_checkpoints = 2  # the latest K, and the best by validation ROC-AUC besides
   c.log_every_steps = 25  # JSONL / TensorBoard rows and a plain line when not on a terminal

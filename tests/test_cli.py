@@ -35,7 +35,8 @@ def _run(*args, cwd, command=(CAM_JAX,)):
     (('train', f'--config={_config("train_phantom.py")}:tiny', '--config.train.epoch=1'),
      "error: unknown config field 'epoch' in config.train; choose one of: accum_steps, "
      'batch_size, checkpoint_every_steps, class_weighting, dtype, ema_decay, epochs, '
-     'eval_batch_size, focal_gamma, keep_checkpoints, learning_rate, log_every_steps, loss, '
+     'eval_batch_size, focal_gamma, fsdp_devices, keep_checkpoints, learning_rate, '
+     'log_every_steps, loss, '
      'momentum, optimizer, param_sharding, seed, warmup_epochs, weight_decay'),
     (('study', f'--config={_config("study_phantom.py")}:huge'),
      "error: unknown config argument 'huge'; choose one of: '', 'tiny', 'large'"),

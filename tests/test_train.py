@@ -32,7 +32,7 @@ def test_sharded_step_on_8_devices_equals_1_device(name, param_sharding):
   assert jax.device_count() == 8, 'conftest sets 8 host CPU devices'
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
-    mesh = mesh_lib.make_mesh(devices)
+    mesh = mesh_lib.make_mesh(devices, fsdp=4 if len(devices) == 8 else 1)  # (2, 4)
     model = models.create(name, image_size=32, seed=3)
     # SGD: Adam's first steps move every weight by about +-lr whatever the gradient's size, so
     # float rounding in a near-zero gradient would decide the sign; SGD keeps the comparison about
@@ -50,7 +50,7 @@ def test_sharded_step_on_8_devices_equals_1_device(name, param_sharding):
       kernels = [x for p, x in jax.tree_util.tree_leaves_with_path(state.params)
                  if 'kernel' in jax.tree_util.keystr(p)]
       split = [not k.sharding.is_fully_replicated for k in kernels]
-      splittable = [k.size >= 256 and any(d % 8 == 0 for d in k.shape) for k in kernels]
+      splittable = [k.size >= 256 and any(d % 4 == 0 for d in k.shape) for k in kernels]
       assert split == (splittable if param_sharding == 'fsdp' else [False] * len(kernels))
       assert any(split) == (param_sharding == 'fsdp')
     results.append((losses, jax.device_get(state.params), jax.device_get(state.rest)))
@@ -233,15 +233,28 @@ def test_batch_size_must_divide_the_mesh():
     mesh_lib.check_batch_size(12, mesh_lib.make_mesh())
 
 
+def test_mesh_axes_and_fsdp_size_are_checked():
+  assert dict(mesh_lib.make_mesh().shape) == {'data': 8, 'fsdp': 1}
+  assert dict(mesh_lib.make_mesh(fsdp=2).shape) == {'data': 4, 'fsdp': 2}
+  assert dict(mesh_lib.make_mesh(fsdp=-1).shape) == {'data': 1, 'fsdp': 8}
+  with pytest.raises(ValueError, match=r'fsdp axis \(3 devices\) must divide the 8 devices'):
+    mesh_lib.make_mesh(fsdp=3)
+  cfg = presets.train_config('tiny')
+  cfg.param_sharding = 'fsdp'
+  with pytest.raises(ValueError, match="fsdp axis, which has 1 of the 8 devices"):
+    loop._check_recipe(cfg, mesh_lib.make_mesh())
+  loop._check_recipe(cfg, mesh_lib.make_mesh(fsdp=-1))
+
+
 def test_fsdp_rules_shard_the_largest_divisible_axis():
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
 
   from cam_jax.train import sharding  # pylint: disable=g-import-not-at-top
   rules = sharding.STRATEGIES['fsdp']
   spec = lambda path, shape: sharding.partition_spec(path, shape, rules, 8, min_size=64)
-  assert spec('/params/layer1/0/conv1/kernel', (3, 3, 64, 128)) == P(None, None, None, 'data')
-  assert spec('/opt_state/0/mu/fc/kernel/value', (512, 1000)) == P(None, 'data')
-  assert spec('/params/fc/kernel/value', (512, 1001)) == P('data', None)
+  assert spec('/params/layer1/0/conv1/kernel', (3, 3, 64, 128)) == P(None, None, None, 'fsdp')
+  assert spec('/opt_state/0/mu/fc/kernel/value', (512, 1000)) == P(None, 'fsdp')
+  assert spec('/params/fc/kernel/value', (512, 1001)) == P('fsdp', None)
   assert spec('/params/fc/kernel', (3, 3, 5, 7)) == P()        # no axis divisible by 8
   assert spec('/params/fc/bias', (1024,)) == P()               # rule: replicate
   assert spec('/params/fc/kernel', (4, 8)) == P()              # below min_size
@@ -256,7 +269,7 @@ def test_fsdp_rules_shard_almost_all_of_a_large_model(name):
   from cam_jax.train import sharding  # pylint: disable=g-import-not-at-top
   abstract = nnx.eval_shape(lambda: models.create(name, num_classes=1000, in_channels=3))
   params = nnx.state(abstract, nnx.Param)
-  shardings = sharding.tree_shardings(params, mesh_lib.make_mesh(), 'fsdp')
+  shardings = sharding.tree_shardings(params, mesh_lib.make_mesh(fsdp=-1), 'fsdp')
   sizes = [int(np.prod(p.shape)) for p in jax.tree.leaves(params)]
   split = [not s.is_fully_replicated for s in jax.tree.leaves(shardings)]
   assert sum(n for n, s in zip(sizes, split) if s) / sum(sizes) >= 0.95

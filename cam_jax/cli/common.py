@@ -4,6 +4,10 @@ A user's bad input (``core.errors.BadInput``: an unknown name, a bad config fiel
 missing file) prints one line on stderr and exits 2; ``--traceback`` prints its traceback too.
 Every other exception is a bug in cam_jax and prints its traceback. A run stopped by SIGTERM or
 SIGINT after saving its checkpoint (``train.preemption.Preempted``) says where and exits 0.
+
+A verb run as one process of a multi-process job (``--distributed``, or any of the coordinator
+flags) joins it before anything touches a device (``core.processes.join``); then only process 0
+prints log lines.
 """
 
 import importlib.util
@@ -12,17 +16,31 @@ import sys
 import time
 import traceback
 
+import jax
 from absl import app, flags, logging
 
+from cam_jax.core import processes
 from cam_jax.core.errors import BadInput
 from cam_jax.train.preemption import Preempted
 
 _T0 = time.time()
 _TRACEBACK = flags.DEFINE_boolean('traceback', False, 'Print the traceback of a bad-input error '
                                   'too (every other error prints its traceback anyway).')
+_DISTRIBUTED = flags.DEFINE_boolean(
+    'distributed', False, 'Run as one process of a multi-process job (jax.distributed). '
+    'Settings not given below come from the environment: JAX_COORDINATOR_ADDRESS, or the cluster '
+    '(Cloud TPU VM slice, SLURM, Open MPI, Kubernetes).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', '', 'HOST:PORT of process 0 '
+                                   '(implies --distributed).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'Processes in the job (implies '
+                                      '--distributed).')
+_PROCESS_ID = flags.DEFINE_integer('process_id', -1, "This process's index, 0 to N-1 (implies "
+                                   '--distributed).')
 
 
 def log(message: str) -> None:
+  if jax.process_count() > 1 and not processes.is_primary():
+    return
   print(f'[{time.time() - _T0:7.1f}s] {message}', flush=True)
 
 
@@ -80,6 +98,9 @@ def run(main, argv: list[str] | None = None) -> None:
   def guarded(argv):
     logging.set_verbosity(logging.ERROR)  # orbax, grain and tfds log routine steps
     try:
+      if (_DISTRIBUTED.value or _COORDINATOR.value or _NUM_PROCESSES.value
+          or _PROCESS_ID.value >= 0):
+        processes.join(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
       main(argv)
     except Preempted as e:
       log(str(e))

@@ -15,6 +15,7 @@ import cam_jax
 from cam_jax import data
 from cam_jax.analysis import summary
 from cam_jax.cli import common
+from cam_jax.core import processes
 from cam_jax.core.errors import BadInput
 from cam_jax.core.text import split_list
 from cam_jax.models import checkpoint
@@ -53,8 +54,9 @@ def main(argv):
       frame.insert(0, 'method', method)
       out.append(frame)
     common.log(f'{method}:\n' + result.summary.to_string(index=False))
-  summary.write_records(pd.concat(frames, ignore_index=True), records_path)
-  pd.concat(summaries).to_csv(os.path.join(workdir, 'summary.csv'), index=False)
-  pd.concat(strata).to_csv(os.path.join(workdir, 'by_lesion_size.csv'), index=False)
+  if processes.is_primary():  # every process of a multi-process job holds every record
+    summary.write_records(pd.concat(frames, ignore_index=True), records_path)
+    pd.concat(summaries).to_csv(os.path.join(workdir, 'summary.csv'), index=False)
+    pd.concat(strata).to_csv(os.path.join(workdir, 'by_lesion_size.csv'), index=False)
   common.log(f'records: {records_path}')
 

@@ -9,6 +9,7 @@ from ml_collections import config_flags
 
 from cam_jax import data
 from cam_jax.cli import common
+from cam_jax.core import processes
 from cam_jax.models import checkpoint
 from cam_jax.train import loop
 
@@ -25,4 +26,5 @@ def main(argv):
                         for s in ('train', 'validation'))
   result = loop.train(recipe, config.train, train_src, val_src, init_from=config.model.init_from,
                       workdir=workdir, log=common.log)
-  pd.DataFrame(result.history).to_csv(os.path.join(workdir, 'history.csv'), index=False)
+  if processes.is_primary():
+    pd.DataFrame(result.history).to_csv(os.path.join(workdir, 'history.csv'), index=False)

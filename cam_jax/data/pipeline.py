@@ -67,10 +67,10 @@ def train_batches(source, *, batch_size: int, seed: int, epochs: int = 1, augmen
 
   The order and the augmentation are functions of (seed, epoch, position) only, so an iterator
   restored from its saved state (``get_state`` / grain's checkpoint handler) continues exactly.
-  Each epoch is a fresh permutation cut to whole global batches of ``batch_size``; with several
-  processes, process ``p`` reads positions ``p, p + P, ...`` of it and yields
-  ``batch_size / P`` rows a batch, so every process runs the same number of steps and together
-  they cover the same records as one process would.
+  Each epoch is a fresh permutation cut to whole global batches of ``batch_size``; with ``P``
+  processes, process ``p`` reads rows ``[p * b, (p + 1) * b)`` of every global batch
+  (``b = batch_size / P``), and only those, so every process runs the same number of steps and
+  the global batch they make together is row for row the one a single process would make.
   """
   steps = steps_per_epoch(len(source), batch_size)
   if steps == 0:
@@ -82,8 +82,8 @@ def train_batches(source, *, batch_size: int, seed: int, epochs: int = 1, augmen
   ds = ds.map(_example)
   if augmented:
     ds = ds.random_map(augment, seed=seed)
-  ds = ds.slice(slice(process_index, None, process_count))
-  ds = ds.batch(batch_size // process_count, drop_remainder=True).repeat(epochs)
+  ds = ds.batch(batch_size // process_count, drop_remainder=True)  # lazy: a batch reads its rows
+  ds = ds.slice(slice(process_index, None, process_count)).repeat(epochs)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4))
 
 

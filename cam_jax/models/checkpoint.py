@@ -10,6 +10,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from cam_jax import models
+from cam_jax.core import processes
 from cam_jax.core.errors import MissingInput
 
 _RECIPE, _ABOUT = 'model.json', 'about.json'
@@ -32,7 +33,7 @@ def save(directory: str, recipe: dict, model: nnx.Module, about: dict | None = N
   tree = {'params': nnx.to_pure_dict(params), 'batch_stats': nnx.to_pure_dict(stats)}
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(directory, 'weights'), tree, force=True)
-  if jax.process_index() == 0:
+  if processes.is_primary():
     for name, content in ((_RECIPE, recipe), (_ABOUT, about)):
       if content is not None:
         with open(os.path.join(directory, name), 'w') as f:

@@ -45,7 +45,7 @@ def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
             'spearman': jax.vmap(similarity.spearman)(a, b), 'flags': flags_a | flags_b}
 
   step = mesh_lib.jit_on_mesh(step, mesh, replicated_args=2, sharded_args=2)
-  state_a, state_b = jax.device_put((state_a, state_b), mesh_lib.replicated(mesh))
+  state_a, state_b = mesh_lib.replicate((state_a, state_b), mesh)
 
   def device_fn(i, images, masks):
     del i, masks

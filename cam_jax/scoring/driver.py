@@ -120,7 +120,7 @@ def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
     return out
 
   fn = mesh_lib.jit_on_mesh(step, mesh, replicated_args=1, sharded_args=4)
-  return fn, jax.device_put(state, mesh_lib.replicated(mesh)), layer
+  return fn, mesh_lib.replicate(state, mesh), layer
 
 
 def as_batches(dataset, batch_size: int) -> Iterable[dict]:
@@ -157,11 +157,14 @@ def _frame(batch: dict, out: dict, mask_keys: frozenset) -> pd.DataFrame:
 def stream_frames(batches: Iterable[dict], device_fn: Callable, mesh, *, progress: bool,
                   desc: str, to_frame: Callable[[dict, dict], pd.DataFrame]) -> pd.DataFrame:
   """Streams eval ``batches`` through ``device_fn(i, images, masks)`` (sharded on ``mesh``) and
-  concatenates ``to_frame(batch, per-image numbers on the host)``, with a progress bar."""
+  concatenates ``to_frame(batch, per-image numbers on the host)``, with a progress bar. In a
+  multi-process job every process reads every batch, feeds its own rows and gets all numbers
+  back."""
   frames = []
   for i, batch in enumerate(tqdm(batches, desc=desc, disable=not progress, unit='batch')):
-    sharded = mesh_lib.shard_batch({'image': batch['image'], 'mask': batch['mask']}, mesh)
-    out = jax.device_get(device_fn(i, sharded['image'], sharded['mask']))
+    sharded = mesh_lib.shard_batch({k: mesh_lib.local_rows(batch[k]) for k in ('image', 'mask')},
+                                   mesh)
+    out = mesh_lib.to_host(device_fn(i, sharded['image'], sharded['mask']))
     frames.append(to_frame(batch, out))
   if not frames:
     raise BadInput('the data set yielded no batches: nothing to score')

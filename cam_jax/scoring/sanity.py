@@ -130,8 +130,7 @@ def model_randomisation(model, dataset, *, recipe: dict | None = None, method: s
             'spearman': jax.vmap(similarity.spearman)(heat, ref_heat), 'flags': flags | ref_flags}
 
   compare = mesh_lib.jit_on_mesh(compare, mesh, replicated_args=1, sharded_args=4)
-  rep = mesh_lib.replicated(mesh)
-  state = jax.device_put(state, rep)
+  state = mesh_lib.replicate(state, mesh)
   batches = []
   for batch in data.eval_batches(_head(dataset, n_images), batch_size=batch_size):
     images = mesh_lib.shard_batch({'image': batch['image']}, mesh)['image']
@@ -140,7 +139,7 @@ def model_randomisation(model, dataset, *, recipe: dict | None = None, method: s
     batches.append((images, targets, heat, flags, batch['id'], np.asarray(batch['valid'], bool)))
   frames = []
   for k, (block, blocks) in enumerate(steps):
-    mixed = jax.device_put(_mix(state, fresh, _block_prefixes(model, blocks)), rep)
+    mixed = mesh_lib.replicate(_mix(state, fresh, _block_prefixes(model, blocks)), mesh)
     for images, targets, heat, flags, ids, valid in batches:
       out = jax.device_get(compare(mixed, images, targets, heat, flags))
       frames.append(pd.DataFrame({

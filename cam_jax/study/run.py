@@ -187,6 +187,10 @@ def _agreement(workdir, trained, repeats, config, test_src, mesh, log):
 
 def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
   """Runs the whole study into ``workdir``; returns the per-image records of every model."""
+  if jax.process_count() > 1:
+    raise BadInput(f'the study runs as one process (every device of one host), not as process '
+                   f'{jax.process_index()} of {jax.process_count()}: train its models as a '
+                   'multi-process job with `cam_jax train`, score them with `cam_jax score`')
   names = model_names(config)
   repeat = _checked_names(config.repeat_models, 'config.repeat_models', allow_empty=True)
   if set(repeat) - set(names):

@@ -15,10 +15,10 @@ import json
 import os
 
 import grain
-import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from cam_jax.core import processes
 from cam_jax.core.errors import BadInput
 
 RUN_SPEC = 'run.json'
@@ -63,7 +63,7 @@ class TrainCheckpoints:
       if differences:
         raise BadInput(f'{self.directory} holds the checkpoints of another run ({path}): '
                        f'{"; ".join(differences)}; use a new workdir or delete that one')
-    elif jax.process_index() == 0:
+    elif processes.is_primary():
       os.makedirs(self.directory, exist_ok=True)
       with open(path, 'w') as f:
         json.dump(current, f, indent=1, sort_keys=True)

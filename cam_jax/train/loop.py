@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from cam_jax import data, models
-from cam_jax.core import mesh as mesh_lib
+from cam_jax.core import mesh as mesh_lib, processes
 from cam_jax.core.errors import BadInput
 from cam_jax.metrics import classification
 from cam_jax.models import checkpoint, weights
@@ -49,7 +49,7 @@ class TrainResult:
 def predict(model: nnx.Module, source, *, batch_size: int, mesh) -> tuple[np.ndarray, np.ndarray]:
   """(labels, P(positive)) for every record of ``source``, padded rows dropped."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  params, rest = jax.device_put((params, rest), mesh_lib.replicated(mesh))
+  params, rest = mesh_lib.replicate((params, rest), mesh)
   return _predict(graphdef, params, rest, source, batch_size, mesh)
 
 
@@ -87,13 +87,19 @@ def _check_recipe(train_config, mesh) -> None:
     raise BadInput(f'train.accum_steps {accum} must be a positive divisor of batch size {bs}')
   mesh_lib.check_batch_size(bs // accum, mesh)
   mesh_lib.check_batch_size(train_config.eval_batch_size, mesh)
+  if (train_config.param_sharding == 'fsdp' and mesh.shape[mesh_lib.FSDP_AXIS] == 1
+      and mesh.devices.size > 1):
+    raise BadInput(f"train.param_sharding='fsdp' splits parameters over the mesh's fsdp axis, "
+                   f'which has 1 of the {mesh.devices.size} devices; set train.fsdp_devices to '
+                   '-1 (all) or a divisor of the device count')
   if not 0.0 <= train_config.ema_decay < 1.0:
     raise BadInput(f'train.ema_decay {train_config.ema_decay} must be in [0, 1)')
 
 
-# Training fields that change how a run is watched or stored, not the weights it ends with.
+# Training fields that change how a run is watched, stored or laid out on the devices, not the
+# weights it ends with (up to float summation order): a run may resume on another mesh.
 _NOT_IN_SPEC = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
-                'eval_batch_size')
+                'eval_batch_size', 'param_sharding', 'fsdp_devices')
 
 
 def run_spec(recipe: dict, train_config, train_ids: list[str], num_validation: int) -> dict:
@@ -110,7 +116,7 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
   """Trains ``models.create(**recipe)`` (from ``init_from`` weights when given) in ``workdir``,
   resuming from its newest checkpoint; see the module docstring. Raises ``Preempted`` after
   saving when SIGTERM or SIGINT arrives, ``NonFiniteLoss`` when the loss diverges."""
-  tc, mesh = train_config, mesh or mesh_lib.make_mesh()
+  tc, mesh = train_config, mesh or mesh_lib.make_mesh(fsdp=train_config.fsdp_devices)
   _check_recipe(tc, mesh)
   labels, ids = [], []
   for i in range(len(train_source)):  # one pass, one decoded record in memory at a time
@@ -158,7 +164,7 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
       best = ckpts.restore_state(best_step, abstract)
     exported = {}
     for name, s, at in ((BEST, best, best_step), (LAST, state, total)):
-      params, rest = jax.tree.map(mesh_lib.to_host, (_weights(s), s.rest))
+      params, rest = mesh_lib.to_host((_weights(s), s.rest))
       exported[name] = nnx.merge(run.eval_graphdef, params, rest)
       epoch = at // steps_per_epoch
       checkpoint.save(os.path.join(workdir, name), recipe, exported[name], about={
@@ -203,7 +209,7 @@ class _Run:
 
   def open_log(self, workdir, start) -> None:
     self.run_log = observe.RunLog(workdir, self.name, self.total, start,
-                                  enabled=jax.process_index() == 0, log=self.log)
+                                  enabled=processes.is_primary(), log=self.log)
     self.window_start, self.window_wait = time.perf_counter(), 0.0
 
   def close(self) -> None:
@@ -221,20 +227,33 @@ class _Run:
         done = step + 1
         self.pending.append((done, metrics, batch['id']))
         epoch_end = done % self.steps_per_epoch == 0
-        save = epoch_end or (every > 0 and done % every == 0) or stop.requested
-        if save or done % log_every == 0 or done == self.total:
+        flush = (epoch_end or (every > 0 and done % every == 0) or done % log_every == 0
+                 or done == self.total)
+        stopping = self._stopping(stop, flush)
+        if flush or stopping:
           self._flush(done)
+        save = epoch_end or (every > 0 and done % every == 0) or stopping
         if epoch_end:
           row = self._evaluate(state, done)
           self._save(state, done, row['roc_auc'] if row['roc_auc'] is not None else -1.0)
         elif save:
           self._save(state, done)
-        if stop.requested and done < self.total:
+        if stopping and done < self.total:
           self.ckpts.wait()
-          raise Preempted(f'[{self.name}] stopped by {stop.signal_name} at step {done}/'
-                          f'{self.total}; checkpoint in {self.ckpts.directory}; the same '
+          by = stop.signal_name or 'a signal to another process'
+          raise Preempted(f'[{self.name}] stopped by {by} at step {done}/{self.total}; '
+                          f'checkpoint in {self.ckpts.directory}; the same '
                           'command resumes from there')
     return state
+
+  @staticmethod
+  def _stopping(stop, flush: bool) -> bool:
+    """Whether to save and stop after this step. One process stops as soon as it is asked; the
+    processes of a multi-process job agree at each flush (every ``log_every_steps`` steps and
+    at every save), so they all stop at the same step, whichever of them got the signal."""
+    if jax.process_count() == 1:
+      return stop.requested
+    return flush and processes.any_process(stop.requested)
 
   def _save(self, state, done, val_roc_auc=None) -> None:
     meta = {'history': self.history, 'epoch_loss': self.epoch_loss}

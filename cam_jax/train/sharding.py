@@ -1,10 +1,11 @@
 """Parameter sharding rules kept as data: ``(regex over a leaf's path, rule)``, first match wins.
 
 ``replicate`` copies a leaf to every device. ``fsdp`` (fully sharded data parallel, Zhao et al.,
-VLDB 2023; ZeRO-3, Rajbhandari et al., SC 2020) splits a leaf's largest axis that the mesh size
-divides over the ``data`` axis, for leaves of at least ``min_size`` elements; XLA gathers them
-where a layer needs them. Paths are the ``/``-joined keys of the train-state tree, so one rule
-covers a parameter and its optimizer moments alike.
+VLDB 2023; ZeRO-3, Rajbhandari et al., SC 2020) splits a leaf's largest axis that the size of
+the mesh's ``fsdp`` axis divides over that axis, for leaves of at least ``min_size`` elements;
+XLA gathers them where a layer needs them. The batch is split over every device either way.
+Paths are the ``/``-joined keys of the train-state tree, so one rule covers a parameter and its
+optimizer moments alike.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cam_jax.core.errors import BadInput
-from cam_jax.core.mesh import DATA_AXIS
+from cam_jax.core.mesh import FSDP_AXIS
 
 REPLICATE, FSDP = 'replicate', 'fsdp'
 STRATEGIES = {
@@ -26,16 +27,17 @@ STRATEGIES = {
 MIN_FSDP_SIZE = 2 ** 14
 
 
-def partition_spec(path: str, shape: tuple[int, ...], rules, mesh_size: int,
+def partition_spec(path: str, shape: tuple[int, ...], rules, fsdp_size: int,
                    min_size: int = MIN_FSDP_SIZE) -> P:
-  """The PartitionSpec the first rule matching ``path`` gives a leaf of ``shape``."""
+  """The PartitionSpec the first rule matching ``path`` gives a leaf of ``shape`` on a mesh
+  whose ``fsdp`` axis has ``fsdp_size`` devices."""
   for pattern, rule in rules:
     if re.fullmatch(pattern, path):
-      if rule == REPLICATE or int(np.prod(shape)) < min_size:
+      if rule == REPLICATE or fsdp_size == 1 or int(np.prod(shape)) < min_size:
         return P()
       for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
-        if shape[axis] % mesh_size == 0:
-          return P(*[DATA_AXIS if a == axis else None for a in range(len(shape))])
+        if shape[axis] % fsdp_size == 0:
+          return P(*[FSDP_AXIS if a == axis else None for a in range(len(shape))])
       return P()
   raise ValueError(f'no sharding rule matches {path!r}; rules: {[r for r, _ in rules]}')
 
@@ -45,7 +47,7 @@ def tree_shardings(tree, mesh, strategy: str = REPLICATE, min_size: int = MIN_FS
   if strategy not in STRATEGIES:
     raise BadInput(f'unknown parameter sharding {strategy!r}; choose one of: '
                    f'{", ".join(STRATEGIES)}')
-  rules, size = STRATEGIES[strategy], mesh.devices.size
+  rules, size = STRATEGIES[strategy], mesh.shape[FSDP_AXIS]
 
   def one(path, leaf):
     key = '/' + jax.tree_util.keystr(path, simple=True, separator='/')
