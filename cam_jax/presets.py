@@ -18,8 +18,21 @@ def check_arg(arg: str) -> str:
   return arg
 
 
-def data_config(arg: str = '') -> ml_collections.ConfigDict:
-  """The phantom data set (``cam_jax.data.phantom.PhantomSpec`` plus split sizes and seed)."""
+# The real sources (``cam_jax.data.sources``) and the fields only each of them has.
+REAL_DATA = {
+    'siim': {'labels': '', 'encoding': 'auto'},  # labels '': train-rle.csv or stage_2_train.csv
+    'siim_png': {},
+    'nih': {'finding': 'Pneumothorax'},  # Infiltrate (the box list's name) = Infiltration
+    'chexlocalize': {'task': 'Pneumothorax'},
+    'csv': {'labels': 'labels.csv', 'encoding': 'auto'},
+}
+
+
+def data_config(arg: str = '', name: str = 'phantom') -> ml_collections.ConfigDict:
+  """The phantom data set (``cam_jax.data.phantom.PhantomSpec`` plus split sizes and seed), or
+  the real source ``name`` (one of ``REAL_DATA``), prepared from ``manual_dir``."""
+  if name != 'phantom':
+    return _real_data_config(arg, name)
   c = ml_collections.ConfigDict()
   c.name = 'phantom'
   c.image_size = {'': 128, 'tiny': 32, 'large': 256}[arg]
@@ -33,6 +46,33 @@ def data_config(arg: str = '') -> ml_collections.ConfigDict:
   c.marker_rate_neg = 0.0
   c.noise = 0.02
   c.seed = 0
+  return c
+
+
+def _real_data_config(arg: str, name: str) -> ml_collections.ConfigDict:
+  if name not in REAL_DATA:
+    raise BadInput(f'unknown data set {name!r}; choose one of: phantom, {", ".join(REAL_DATA)}')
+  c = ml_collections.ConfigDict()
+  c.name = name
+  c.manual_dir = ''  # the downloaded files (the builder's MANUAL_DOWNLOAD_INSTRUCTIONS say how)
+  c.image_size = {'': 224, 'tiny': 32, 'large': 512}[arg]  # resized once, when prepared
+  c.mask_resize = 'area'  # 'area': box-filtered, >= 0.5 kept; or 'nearest'
+  c.validation_fraction = 0.1  # of the records, by whole patient / duplicate groups
+  c.test_fraction = 0.1
+  c.seed = 0  # of the split assignment
+  c.split_file = ''  # a splits.csv (id, split) to reuse instead of drawing one
+  c.update(REAL_DATA[name])
+  c.strict = False  # True: the first quarantined record is an error
+  c.num_workers = 0  # decoding processes; 0: one per core
+  c.progress = True  # a progress bar while decoding
+  return c
+
+
+def prepare_config(arg: str, name: str) -> ml_collections.ConfigDict:
+  """A ``configs/data/<name>.py`` config: the data set's fields at the top level (so
+  ``--config.manual_dir=DIR``) plus ``data_dir``."""
+  c = data_config(check_arg(arg), name)
+  c.data_dir = ''  # default: $CAM_JAX_DATA_DIR, else ~/.cache/cam_jax/datasets
   return c
 
 
