@@ -15,7 +15,7 @@ from PIL import Image
 from cam_jax import data, presets
 from cam_jax.core.errors import BadInput
 from cam_jax.data import images, real_tfds, sources, splits
-from tests import xray_files as xf
+from cam_jax.testing import xray_files as xf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 24
@@ -200,3 +200,24 @@ def test_the_prepare_command_prints_the_summary(siim_root, tmp_path):
   bad = subprocess.run(cmd[:4] + [f'--config.manual_dir={tmp_path}/none'], cwd=ROOT,
                        capture_output=True, text=True, env=env)
   assert bad.returncode == 2 and bad.stderr.startswith('error: manual_dir ')
+
+
+@pytest.mark.slow  # two processes, each importing the stack: about 20 s
+def test_two_concurrent_prepares_of_one_data_set_take_turns(siim_root, tmp_path):
+  script = ('import sys\n'
+            'from cam_jax import data, presets\n'
+            "c = presets.data_config('tiny', 'siim')\n"
+            "c.update(manual_dir=sys.argv[1], validation_fraction=0.25, test_fraction=0.25, "
+            'num_workers=1, progress=False)\n'
+            's = data.prepare(c, sys.argv[2])\n'
+            "print('fresh', s['fresh'], sorted(s['splits']['test'].items()))\n")
+  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
+  procs = [subprocess.Popen([sys.executable, '-c', script, str(siim_root[0]), str(tmp_path)],
+                            env=env, text=True, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE) for _ in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+  lines = sorted(next(l for l in out.splitlines() if l.startswith('fresh')) for out, _ in outs)
+  assert lines[0].startswith('fresh False') and lines[1].startswith('fresh True')
+  assert lines[0].split(' ', 2)[2] == lines[1].split(' ', 2)[2]
+  assert not [p for p in tmp_path.rglob('*') if 'incomplete' in p.name or 'staging' in p.name]

@@ -19,7 +19,7 @@ from cam_jax import presets
 from cam_jax.core.errors import BadInput
 from cam_jax.data import codecs, images, sources
 from cam_jax.data.codecs import Rejected
-from tests import xray_files as xf
+from cam_jax.testing import xray_files as xf
 
 
 def _read(name, root, size=64, **fields):

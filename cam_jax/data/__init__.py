@@ -4,7 +4,7 @@ prepared once into the shared data directory (``cache.data_dir``)."""
 from __future__ import annotations
 
 from cam_jax.core.errors import BadInput
-from cam_jax.data import cache, pipeline
+from cam_jax.data import augment, cache, pipeline
 from cam_jax.data.pipeline import denormalise, eval_batches, normalise, train_batches
 from cam_jax.data.sources import SOURCES
 
@@ -57,5 +57,5 @@ def prepare(data_config, data_dir: str | None = None) -> dict:
   return {**summary, 'path': str(builder.data_dir), 'fresh': fresh}
 
 
-__all__ = ['cache', 'open_split', 'prepare', 'train_batches', 'eval_batches', 'normalise',
-           'denormalise', 'pipeline']
+__all__ = ['augment', 'cache', 'open_split', 'prepare', 'train_batches', 'eval_batches',
+           'normalise', 'denormalise', 'pipeline']

@@ -62,7 +62,8 @@ def steps_per_epoch(num_records: int, batch_size: int) -> int:
 
 
 def train_batches(source, *, batch_size: int, seed: int, epochs: int = 1, augmented: bool = True,
-                  num_threads: int = 2, process_index: int = 0, process_count: int = 1):
+                  num_threads: int = 2, process_index: int = 0, process_count: int = 1,
+                  augmenter=augment):
   """``epochs`` epochs of shuffled, augmented batches as one grain ``IterDataset``.
 
   The order and the augmentation are functions of (seed, epoch, position) only, so an iterator
@@ -70,7 +71,8 @@ def train_batches(source, *, batch_size: int, seed: int, epochs: int = 1, augmen
   Each epoch is a fresh permutation cut to whole global batches of ``batch_size``; with several
   processes, process ``p`` reads positions ``p, p + P, ...`` of it and yields
   ``batch_size / P`` rows a batch, so every process runs the same number of steps and together
-  they cover the same records as one process would.
+  they cover the same records as one process would. ``augmenter(example, rng)``: ``augment``
+  or one of ``cam_jax.data.augment``'s.
   """
   steps = steps_per_epoch(len(source), batch_size)
   if steps == 0:
@@ -81,7 +83,7 @@ def train_batches(source, *, batch_size: int, seed: int, epochs: int = 1, augmen
   ds = grain.MapDataset.source(source).shuffle(seed=seed).slice(slice(0, steps * batch_size))
   ds = ds.map(_example)
   if augmented:
-    ds = ds.random_map(augment, seed=seed)
+    ds = ds.random_map(augmenter, seed=seed)
   ds = ds.slice(slice(process_index, None, process_count))
   ds = ds.batch(batch_size // process_count, drop_remainder=True).repeat(epochs)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4))

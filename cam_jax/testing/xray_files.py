@@ -1,5 +1,6 @@
-"""Fixture writers for the real-data tests: SIIM-style DICOM trees (pydicom), label CSVs, PNG
-layouts, an NIH pair and CheXlocalize JSON, all from images and masks the test knows."""
+"""Fixture writers for the real-data tests and the data bench: SIIM-style DICOM trees (pydicom:
+JPEG-baseline 8-bit MONOCHROME2 as the competition's files, uncompressed 16-bit with any tags),
+stage-1 and stage-2 label CSVs and PNGs, all from pixels and masks the caller knows."""
 
 from __future__ import annotations
 
@@ -41,16 +42,18 @@ def jpeg_bytes(pixels: np.ndarray, quality: int = 95) -> bytes:
   return buf.getvalue()
 
 
-def jpeg_dicom(path: str, pixels: np.ndarray) -> str:
-  """A SIIM-like file: 8-bit MONOCHROME2, JPEG baseline (1.2.840.10008.1.2.4.50); its
-  SOPInstanceUID is the file stem."""
+def jpeg_dicom(path, pixels: np.ndarray, uid: str = ''):
+  """A SIIM-like file: 8-bit MONOCHROME2, JPEG baseline (1.2.840.10008.1.2.4.50). ``path`` is a
+  file name (its stem the SOPInstanceUID, as in SIIM) or a binary file object (``uid``)."""
+  uid = uid or os.path.basename(path)[:-4]
   ds = _dataset(*pixels.shape, JPEGBaseline8Bit)
-  ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = os.path.basename(path)[:-4]
+  ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
   ds.PhotometricInterpretation = 'MONOCHROME2'
   ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
   ds.PixelData = pydicom.encaps.encapsulate([jpeg_bytes(pixels)])
   ds['PixelData'].is_undefined_length = True
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  if isinstance(path, str):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
   ds.save_as(path, enforce_file_format=True)
   return path
 
