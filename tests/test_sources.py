@@ -61,6 +61,18 @@ def test_monochrome1_16_bit_with_rescale_and_window_by_hand(tmp_path):
   np.testing.assert_array_equal(images.read_dicom(no_window), want)
 
 
+def test_a_voi_lut_applies_to_the_rescaled_values(tmp_path):
+  lut = pydicom.Dataset()
+  lut.LUTDescriptor = [4, 3, 16]  # 4 entries, the first for input value 3
+  lut.LUTData = np.array([0, 100, 400, 1000], '<u2').tobytes()
+  stored = np.arange(8, dtype=np.uint16).reshape(2, 4)
+  path = xf.raw_dicom(str(tmp_path / 'lut.dcm'), stored, RescaleSlope=1, RescaleIntercept=2,
+                      VOILUTSequence=[lut])
+  # values 2..9: below the first input -> entry 0, 4 -> 100, 5 -> 400, from 6 on -> the last
+  looked_up = np.array([[0, 0, 100, 400], [1000, 1000, 1000, 1000]])
+  np.testing.assert_array_equal(images.read_dicom(path), np.round(looked_up / 1000 * 255))
+
+
 def test_pydicoms_bundled_examples_read():
   ct = pydicom.dcmread(get_testdata_file('CT_small.dcm'))
   hu = ct.pixel_array * float(ct.RescaleSlope) + float(ct.RescaleIntercept)
@@ -194,7 +206,8 @@ def _nih(tmp_path):
       '00000000_000.png,Pneumothorax|Infiltration,0,7,058Y,M,PA,64,64,0.14,0.14\n'
       '00000001_000.png,No Finding,1,7,058Y,M,PA,64,64,0.14,0.14\n'
       '00000002_000.png,Pneumothorax,0,8,061Y,F,AP,64,64,0.14,0.14\n'
-      '00000003_000.png,Effusion,0,9,030Y,F,AP,64,64,0.14,0.14\n')
+      '00000003_000.png,Effusion,0,9,030Y,F,AP,64,64,0.14,0.14\n'
+      '00000004_000.png,Effusion\n')
   (tmp_path / 'BBox_List_2017.csv').write_text(
       'Image Index,Finding Label,Bbox [x,y,w,h],,,\n'
       '00000000_000.png,Pneumothorax,10.5,20.0,8.25,4.0\n'
@@ -204,7 +217,8 @@ def _nih(tmp_path):
 def test_nih_boxes_become_masks_for_the_finding(tmp_path):
   _nih(tmp_path)
   got, quarantined = _read('nih', tmp_path)
-  assert quarantined == [('row 5 00000003_000.png', 'missing file')]
+  assert quarantined == [('row 5 00000003_000.png', 'missing file'),
+                         ('row 6', '2 fields, too few')]
   want = np.zeros((64, 64), bool)
   want[20:24, 10:19] = True
   np.testing.assert_array_equal(got['00000000_000.png']['mask'], want)
@@ -259,7 +273,8 @@ def test_any_csv_with_masks_rle_boxes_and_bad_rows(tmp_path):
           {'image': 'img/2.png', 'label': '1', 'boxes': '2 3 4 5;20 20 1 1', 'patient_id': 'c'},
           {'image': 'img/2.png', 'label': '0', 'patient_id': 'c'},
           {'image': 'img/5.png', 'label': 'yes'},
-          {'image': 'img/6.png', 'label': '1', 'boxes': '1 2 3'}]
+          {'image': 'img/6.png', 'label': '1', 'boxes': '1 2 3'},
+          {'image': '', 'label': '1'}]
   with open(tmp_path / 'labels.csv', 'w', newline='') as f:
     w = csv.DictWriter(f, ['image', 'label', 'mask', 'rle', 'boxes', 'patient_id'])
     w.writeheader()
@@ -270,6 +285,7 @@ def test_any_csv_with_masks_rle_boxes_and_bad_rows(tmp_path):
   assert reasons['labels.csv row 6 img/2.png'] == 'duplicate id with a different label'
   assert reasons['row 7 img/5.png'] == "label 'yes' is not 0 or 1"
   assert reasons['row 8 img/6.png'] == 'boxes are not "x y w h;x y w h..."'
+  assert reasons['row 9'] == 'no image in the row'
   np.testing.assert_array_equal(got['img/1.png']['mask'], masks[1])
   np.testing.assert_array_equal(got['img/3.png']['mask'], masks[3])
   assert not got['img/0.png']['has_mask'] and got['img/0.png']['patient'] == 'a'

@@ -39,7 +39,8 @@ def read_dicom(path: str) -> np.ndarray:
             for v in (centre, width))
     unit = np.clip((values - (c - 0.5)) / max(w - 1.0, 1e-6) + 0.5, 0.0, 1.0)
   elif 'VOILUTSequence' in ds:
-    unit = _min_max(np.asarray(pixels.apply_voi_lut(raw, ds), np.float64))
+    looked_up = pixels.apply_voi_lut(np.rint(values).astype(np.int64), ds)  # LUT of the
+    unit = _min_max(np.asarray(looked_up, np.float64))  # modality output, as C.11.2 defines
   elif int(ds.get('BitsStored', 8)) <= 8 and 'RescaleSlope' not in ds:
     unit = values / 255.0
   else:

@@ -146,6 +146,9 @@ def _parse_rows(rows, path, id_key, rle_key, quarantine):
   """Parsed runs (None for '-1') per row, rows with a bad encoding quarantined."""
   parsed = []
   for n, row in enumerate(rows, start=2):
+    if not row.get(id_key):
+      quarantine.append(Quarantined(path, f'row {n}', f'no {id_key} in the row'))
+      continue
     try:
       parsed.append((n, row, codecs.parse_rle(row.get(rle_key, ''))))
     except Rejected as e:
@@ -324,7 +327,8 @@ def _nih(config, manual_dir):
       raise BadInput(f'{labels_path}: expected columns Image Index, Finding Labels, Patient '
                      f'ID; found {", ".join(h for h in header if h)}') from None
     for n, row in enumerate(reader, start=2):
-      if not row:
+      if len(row) <= max(i_name, i_labels, i_patient):
+        quarantine.append(Quarantined(labels_path, f'row {n}', f'{len(row)} fields, too few'))
         continue
       name = row[i_name].strip()
       findings = {NIH_ALIASES.get(x.strip(), x.strip()) for x in row[i_labels].split('|')}
@@ -390,14 +394,13 @@ def _user_csv(config, manual_dir):
                    f'patient_id, split); found {", ".join(rows[0])}')
   quarantine, entries = [], []
   base = os.path.dirname(path)
-  parsed = _parse_rows(rows, path, 'image', 'rle', quarantine) if rows and 'rle' in rows[0] \
-      else [(n, r, None) for n, r in enumerate(rows, start=2)]
+  parsed = _parse_rows(rows, path, 'image', 'rle', quarantine)
   if rows and 'rle' in rows[0]:
     parsed = _resolve(parsed, config.encoding, None, path, 'image', quarantine)
   for n, row, runs in parsed:
     record = f'row {n} {row["image"]}'
-    if row['label'] not in ('0', '1'):
-      quarantine.append(Quarantined(path, record, f'label {row["label"]!r} is not 0 or 1'))
+    if row.get('label') not in ('0', '1'):
+      quarantine.append(Quarantined(path, record, f'label {row.get("label")!r} is not 0 or 1'))
       continue
     mask, has_masks = ('none',), bool({'mask', 'rle', 'boxes'} & set(row))
     if row.get('mask'):
