@@ -163,6 +163,17 @@ def test_parallel_decoding_matches_one_process(siim_root, tmp_path):
     np.testing.assert_array_equal(rec['mask'], other['mask'])
 
 
+def test_a_data_config_file_names_the_data_set_a_study_reads(tmp_path):
+  prepared = presets.prepare_config('tiny', 'siim')
+  studied = presets.data_config('tiny', 'siim')
+  for c in (prepared, studied):
+    c.manual_dir = str(tmp_path)
+  prepared.update(data_dir='/elsewhere', num_workers=3, strict=True, progress=False)
+  assert real_tfds.builder_config(prepared).name == real_tfds.builder_config(studied).name
+  studied.mask_resize = 'nearest'
+  assert real_tfds.builder_config(prepared).name != real_tfds.builder_config(studied).name
+
+
 def test_missing_manual_dir_and_bad_settings_are_bad_input(tmp_path):
   with pytest.raises(BadInput, match='(?s)manual_dir is empty .*dicom-images-train'):
     data.open_split(presets.data_config('tiny', 'siim'), 'train', str(tmp_path))

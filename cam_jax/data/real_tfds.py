@@ -35,7 +35,8 @@ from cam_jax.data.codecs import Rejected
 
 SPLITS = splits.SPLITS
 SPLIT_FILE, QUARANTINE_FILE, SUMMARY_FILE = 'splits.csv', 'quarantine.csv', 'summary.json'
-RUN_FIELDS = ('num_workers', 'strict', 'progress')  # how to prepare, not what: not in the digest
+# How and where to prepare, not what: not in the digest (``data_dir`` is a configs/data/ file's).
+RUN_FIELDS = ('num_workers', 'strict', 'progress', 'data_dir')
 
 INSTRUCTIONS = """\
 Download the data set yourself and pass its folder as `--config.data.manual_dir=DIR` (or, with
