@@ -232,3 +232,27 @@ def test_two_concurrent_prepares_of_one_data_set_take_turns(siim_root, tmp_path)
   assert lines[0].startswith('fresh False') and lines[1].startswith('fresh True')
   assert lines[0].split(' ', 2)[2] == lines[1].split(' ', 2)[2]
   assert not [p for p in tmp_path.rglob('*') if 'incomplete' in p.name or 'staging' in p.name]
+
+
+def test_a_csv_split_column_is_kept_and_must_not_split_a_patient(tmp_path):
+  pictures, masks = xf.shapes(6, 40)
+  rows = []
+  for i in range(6):
+    xf.png(str(tmp_path / 'in' / 'img' / f'{i}.png'), pictures[i])
+    xf.png(str(tmp_path / 'in' / 'm' / f'{i}.png'), masks[i].astype(np.uint8) * 255)
+    rows.append([f'img/{i}.png', int(masks[i].any()), f'm/{i}.png', f'p{i // 2}',
+                 data.SPLITS[i // 2]])
+
+  def write(table):
+    with open(tmp_path / 'in' / 'labels.csv', 'w', newline='') as f:
+      csv.writer(f).writerows([['image', 'label', 'mask', 'patient_id', 'split']] + table)
+
+  write(rows)
+  config = presets.data_config('tiny', 'csv')
+  config.update(manual_dir=str(tmp_path / 'in'), num_workers=1, progress=False)
+  path = data.prepare(config, str(tmp_path / 'a'))['path']
+  assert {r['id']: r['split'] for r in _splits_table(path)} == {r[0]: r[4] for r in rows}
+  rows[1][4] = 'test'  # patient p0 in train and test
+  write(rows)
+  with pytest.raises(BadInput, match=r"row 3 img/1.png: .* in train and test \(patient 'p0'\)"):
+    data.prepare(config, str(tmp_path / 'b'))

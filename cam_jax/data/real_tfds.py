@@ -166,6 +166,12 @@ def _assign(settings, entries, digests, has_mask, quarantine) -> list[dict]:
     split = splits.assign(group, labels, fractions, settings.seed)
   else:
     split = [fixed.get(e.id, '') for e in entries]
+    seen: dict[int, str] = {}
+    for k, e in enumerate(entries):
+      if seen.setdefault(int(group[k]), split[k]) != split[k]:
+        raise BadInput(f'{e.where}: the given splits put one patient or duplicate group in '
+                       f'{seen[int(group[k])]} and {split[k]} (patient {e.patient!r}); keep '
+                       'each group in one split')
   rows = []
   for k, e in enumerate(entries):
     if split[k] not in SPLITS:
