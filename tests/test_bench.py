@@ -32,6 +32,17 @@ def test_ratios_are_relative_to_the_group_reference():
   assert '| g | other |' in bench.markdown(table)
 
 
+def test_data_suite_times_prepare_and_pipeline(tmp_path):
+  from cam_jax.bench import suites  # pylint: disable=g-import-not-at-top
+  from configs import bench_data  # pylint: disable=g-import-not-at-top
+  text = suites.run_suite(bench_data.get_config('tiny'), str(tmp_path), log=lambda m: None)
+  for row in ('| prepare 4 x 1024 px JPEG DICOM, 1 process | decode | ',
+              '| prepare 4 x 1024 px JPEG DICOM, 1 process | decode + resize to 64 px | ',
+              '| pipeline 64 px, batch 2 | read + crop_rotate + batch, 1 threads | ',
+              '| pipeline 64 px, batch 2 | read + crop_rotate + batch, 2 threads | '):
+    assert row in text, text
+
+
 @pytest.mark.slow
 def test_bench_entry_point_writes_its_table(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

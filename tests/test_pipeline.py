@@ -38,8 +38,9 @@ def test_unknown_split_and_dataset_name_the_choices(tiny_data_config, data_dir):
   with pytest.raises(BadInput, match="unknown split 'val'; choose one of: train, validation, test"):
     data.open_split(tiny_data_config, 'val', data_dir)
   bad = tiny_data_config.copy_and_resolve_references()
-  bad.name = 'siim'
-  with pytest.raises(ValueError, match="unknown data set 'siim'; choose one of: phantom"):
+  bad.name = 'mimic'
+  with pytest.raises(ValueError, match="unknown data set 'mimic'; choose one of: phantom, siim, "
+                     "siim_png, nih, chexlocalize, csv"):
     data.open_split(bad, 'test', data_dir)
 
 

@@ -9,10 +9,15 @@ with the localisation metrics fused on device, the same metrics on the host in N
 and the faithfulness metrics. Suite ``zoo`` (``configs/bench_zoo.py``), per model: the jitted
 cam_jax forward beside the same architecture and weights in torch (eager, no grad). Suite
 ``cams_vs_torch`` (``configs/bench_cams_torch.py``), per model and method: cam_jax heat maps
-(CAM and postprocess in one jitted call) beside pytorch-grad-cam on the same weights.
+(CAM and postprocess in one jitted call) beside pytorch-grad-cam on the same weights. Suite
+``data`` (``configs/bench_data.py``): preparing real data, one process decoding 1024 x 1024
+JPEG-baseline DICOMs (SIIM's kind) and resizing them to each size (images/s per core), and the
+training pipeline (records at each size, held in memory, through ``CropRotate`` augmentation
+and batching) per grain thread count.
 """
 
 import functools
+import io
 import os
 
 import jax
@@ -29,7 +34,7 @@ from cam_jax.scoring import driver
 from cam_jax.testing import host_metrics
 from cam_jax.train import loop, step as step_lib
 
-SUITES = ('cams', 'scoring', 'zoo', 'cams_vs_torch')
+SUITES = ('cams', 'scoring', 'zoo', 'cams_vs_torch', 'data')
 
 
 def _batch_cases(name, config, mesh):
@@ -199,6 +204,44 @@ def _cams_vs_torch_cases(name, config):
   return cases
 
 
+def _data_cases(config):
+  """Prepare throughput (decode + resize, one process) and pipeline throughput per thread count
+  on ``config.num_images`` phantom radiographs written as 1024 px JPEG DICOMs."""
+  from cam_jax.data import augment, images, phantom  # pylint: disable=g-import-not-at-top
+  from cam_jax.testing import xray_files  # pylint: disable=g-import-not-at-top
+  n, sizes = config.num_images, [int(s) for s in split_list(config.sizes)]
+  made = phantom.generate(phantom.PhantomSpec(image_size=256), 0, 0, n)
+  pictures = np.round(made['image'] * 255).astype(np.uint8).repeat(4, 1).repeat(4, 2)
+  files = []
+  for i, p in enumerate(pictures):
+    buf = io.BytesIO()
+    xray_files.jpeg_dicom(buf, p, uid=xray_files.siim_uid(i))
+    files.append(buf.getvalue())
+  decode = lambda: [images.read_dicom(io.BytesIO(b)) for b in files]
+  group = f'prepare {n} x 1024 px JPEG DICOM, 1 process'
+  out = [bench.Case('decode', lambda: decode()[-1], n, group, reference=True)]
+  for s in sizes:
+    def resized(s=s):
+      return [images.resize_image(a, s) for a in decode()][-1]
+    out.append(bench.Case(f'decode + resize to {s} px', resized, n, group))
+  masks = made['mask'].repeat(4, 1).repeat(4, 2)
+  for s in sizes:
+    records = [{'image': images.resize_image(p, s)[..., None],
+                'mask': images.resize_mask(m, s, 'area'), 'label': np.int64(label),
+                'id': str(i)} for i, (p, m, label) in enumerate(zip(pictures, masks,
+                                                                     made['label']))]
+    steps = len(records) // config.batch_size
+    group = f'pipeline {s} px, batch {config.batch_size}'
+    for k, threads in enumerate(int(t) for t in split_list(config.threads)):
+      def epoch(threads=threads, records=records):
+        batches = data.train_batches(records, batch_size=config.batch_size, seed=0,
+                                     num_threads=threads, augmenter=augment.CropRotate())
+        return [b['image'] for b in batches][-1]
+      out.append(bench.Case(f'read + crop_rotate + batch, {threads} threads', epoch,
+                            steps * config.batch_size, group, reference=k == 0))
+  return out
+
+
 def cases(config, log=print) -> list[bench.Case]:
   """Every case of ``config.suite`` for each of ``config.models``."""
   names = split_list(config.models)
@@ -211,6 +254,8 @@ def cases(config, log=print) -> list[bench.Case]:
   elif config.suite == 'cams_vs_torch':
     for name in names:
       out += _cams_vs_torch_cases(name, config)
+  elif config.suite == 'data':
+    out += _data_cases(config)
   else:
     mesh = mesh_lib.make_mesh()
     source = data.open_split(config.data, 'test', config.data_dir)

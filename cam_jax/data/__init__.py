@@ -4,10 +4,12 @@ prepared once into the shared data directory (``cache.data_dir``)."""
 from __future__ import annotations
 
 from cam_jax.core.errors import BadInput
-from cam_jax.data import cache, pipeline
+from cam_jax.data import augment, cache, pipeline
 from cam_jax.data.pipeline import denormalise, eval_batches, normalise, train_batches
+from cam_jax.data.sources import SOURCES
 
-DATASETS = ('phantom',)
+DATASETS = ('phantom',) + SOURCES
+SPLITS = ('train', 'validation', 'test')
 
 
 def open_split(data_config, split: str, data_dir: str | None = None):
@@ -17,11 +19,14 @@ def open_split(data_config, split: str, data_dir: str | None = None):
   are prepared on first use under ``data_dir`` (default ``cache.data_dir()``: the user's cache,
   or ``$CAM_JAX_DATA_DIR``), in a directory named by the settings.
   """
-  if data_config.name != 'phantom':
+  if data_config.name not in DATASETS:
     raise BadInput(f'unknown data set {data_config.name!r}; choose one of: {", ".join(DATASETS)}')
+  if split not in SPLITS:
+    raise BadInput(f'unknown split {split!r}; choose one of: {", ".join(SPLITS)}')
+  if data_config.name != 'phantom':
+    from cam_jax.data import real_tfds  # pylint: disable=g-import-not-at-top
+    return real_tfds.load(data_config, cache.data_dir(data_dir))[0].as_data_source(split)
   from cam_jax.data import phantom, phantom_tfds  # pylint: disable=g-import-not-at-top
-  if split not in phantom_tfds.SPLITS:
-    raise BadInput(f'unknown split {split!r}; choose one of: {", ".join(phantom_tfds.SPLITS)}')
   spec = phantom.PhantomSpec(
       image_size=data_config.image_size, positive_rate=data_config.positive_rate,
       tube_rate_pos=data_config.tube_rate_pos, tube_rate_neg=data_config.tube_rate_neg,
@@ -33,5 +38,24 @@ def open_split(data_config, split: str, data_dir: str | None = None):
   return builder.as_data_source(split)
 
 
-__all__ = ['cache', 'open_split', 'train_batches', 'eval_batches', 'normalise', 'denormalise',
-           'pipeline']
+def prepare(data_config, data_dir: str | None = None) -> dict:
+  """Prepares every split of ``data_config``'s data set (a no-op when it is there) and returns
+  its summary: counts per split and label, with masks; for a real source also duplicates and
+  quarantine counts by reason, and ``path`` (where ``splits.csv`` and ``quarantine.csv`` are)."""
+  if data_config.name == 'phantom':
+    out = {'splits': {}}
+    for split in SPLITS:
+      source = open_split(data_config, split, data_dir)
+      labels = [int(source[i]['label']) for i in range(len(source))]
+      out['splits'][split] = {'records': len(source), 'positive': sum(labels),
+                              'negative': len(labels) - sum(labels), 'with_mask': sum(labels)}
+    return out
+  if data_config.name not in DATASETS:
+    raise BadInput(f'unknown data set {data_config.name!r}; choose one of: {", ".join(DATASETS)}')
+  from cam_jax.data import real_tfds  # pylint: disable=g-import-not-at-top
+  builder, summary, fresh = real_tfds.load(data_config, cache.data_dir(data_dir))
+  return {**summary, 'path': str(builder.data_dir), 'fresh': fresh}
+
+
+__all__ = ['augment', 'cache', 'open_split', 'prepare', 'train_batches', 'eval_batches',
+           'normalise', 'denormalise', 'pipeline']

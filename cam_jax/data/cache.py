@@ -28,3 +28,18 @@ def preparing(path: str):
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with filelock.FileLock(path + '.lock'):
     yield
+
+
+def prepared(make, prepare):
+  """``(builder, fresh)``: ``make()``'s builder, prepared first with ``prepare(builder)`` unless
+  its directory exists (TFDS renames a finished preparation into place, so a half-written one is
+  never taken for done); under ``preparing``, so concurrent callers prepare it once."""
+  found = make()
+  if os.path.isdir(found.data_dir):
+    return found, False
+  with preparing(found.data_dir):
+    found = make()  # reads the data set's info from disk when another process wrote it
+    if os.path.isdir(found.data_dir):
+      return found, False
+    prepare(found)
+    return found, True

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -36,24 +35,28 @@ def builder_config(spec: phantom.PhantomSpec, sizes: dict[str, int], seed: int):
                               description=json.dumps(settings, sort_keys=True))
 
 
+def record_features(size: int, **extra) -> tfds.features.FeaturesDict:
+  """A record's ``Tensor`` features (no TensorFlow needed): ``image`` uint8 (size, size, 1),
+  ``mask`` bool (size, size), ``label``, ``id``, and scalar ``extra`` fields by dtype."""
+  scalar = lambda dtype: tfds.features.Tensor(shape=(), dtype=dtype)
+  return tfds.features.FeaturesDict({
+      'image': tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
+      'mask': tfds.features.Tensor(shape=(size, size), dtype=np.bool_),
+      'label': scalar(np.int64), 'id': scalar(np.str_),
+      **{k: scalar(v) for k, v in extra.items()}})
+
+
 class Phantom(tfds.core.GeneratorBasedBuilder):
   """Procedural chest X-rays with exact pneumothorax masks (see ``cam_jax.data.phantom``)."""
 
   VERSION = tfds.core.Version('1.0.0')
 
   def _info(self) -> tfds.core.DatasetInfo:
-    s = self.builder_config.spec.image_size
     return tfds.core.DatasetInfo(
         builder=self,
         description='Synthetic frontal chest radiographs with pneumothorax masks.',
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(s, s, 1), dtype=np.uint8),
-            'mask': tfds.features.Tensor(shape=(s, s), dtype=np.bool_),
-            'label': tfds.features.Tensor(shape=(), dtype=np.int64),
-            'id': tfds.features.Tensor(shape=(), dtype=np.str_),
-            'tube': tfds.features.Tensor(shape=(), dtype=np.bool_),
-            'marker': tfds.features.Tensor(shape=(), dtype=np.bool_),
-        }))
+        features=record_features(self.builder_config.spec.image_size, tube=np.bool_,
+                                 marker=np.bool_))
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -78,16 +81,9 @@ def load(spec: phantom.PhantomSpec, sizes: dict[str, int], seed: int, data_dir: 
   """The prepared builder (generated on first use, then read from ``data_dir``); safe when
   several processes ask for the same one at once (``cache.preparing``)."""
 
-  def builder():  # reads the data set's info from disk when it is there
-    return Phantom(config=builder_config(spec, sizes, seed), data_dir=data_dir,
-                   file_format='array_record')
+  def prepare(found):
+    tfds.disable_progress_bar()
+    found.download_and_prepare()
 
-  found = builder()
-  if os.path.isdir(found.data_dir):  # TFDS renames a finished preparation into place
-    return found
-  with cache.preparing(found.data_dir):
-    found = builder()
-    if not os.path.isdir(found.data_dir):
-      tfds.disable_progress_bar()
-      found.download_and_prepare()
-  return found
+  return cache.prepared(lambda: Phantom(config=builder_config(spec, sizes, seed), data_dir=data_dir,
+                                        file_format='array_record'), prepare)[0]

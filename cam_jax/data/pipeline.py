@@ -62,7 +62,8 @@ def steps_per_epoch(num_records: int, batch_size: int) -> int:
 
 
 def train_batches(source, *, batch_size: int, seed: int, epochs: int = 1, augmented: bool = True,
-                  num_threads: int = 2, process_index: int = 0, process_count: int = 1):
+                  num_threads: int = 2, process_index: int = 0, process_count: int = 1,
+                  augmenter=augment):
   """``epochs`` epochs of shuffled, augmented batches as one grain ``IterDataset``.
 
   The order and the augmentation are functions of (seed, epoch, position) only, so an iterator
@@ -71,6 +72,7 @@ def train_batches(source, *, batch_size: int, seed: int, epochs: int = 1, augmen
   processes, process ``p`` reads rows ``[p * b, (p + 1) * b)`` of every global batch
   (``b = batch_size / P``), and only those, so every process runs the same number of steps and
   the global batch they make together is row for row the one a single process would make.
+  ``augmenter(example, rng)``: ``augment`` or one of ``cam_jax.data.augment``'s.
   """
   steps = steps_per_epoch(len(source), batch_size)
   if steps == 0:
@@ -81,7 +83,7 @@ def train_batches(source, *, batch_size: int, seed: int, epochs: int = 1, augmen
   ds = grain.MapDataset.source(source).shuffle(seed=seed).slice(slice(0, steps * batch_size))
   ds = ds.map(_example)
   if augmented:
-    ds = ds.random_map(augment, seed=seed)
+    ds = ds.random_map(augmenter, seed=seed)
   ds = ds.batch(batch_size // process_count, drop_remainder=True)  # lazy: a batch reads its rows
   ds = ds.slice(slice(process_index, None, process_count)).repeat(epochs)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4))

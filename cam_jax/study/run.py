@@ -264,9 +264,14 @@ def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
   d = config.data
   explained = cams.describe_target(config.cam.target, config.num_classes)
   names = [m for m in records['model'].unique() if m != report.BASELINE]
-  notes = [f'Data: phantom chest X-rays, {d.image_size} px, seed {d.seed}; '
-           f'{d.num_train} train / {d.num_validation} validation / {d.num_test} test images. '
-           f'CAM: {config.cam.method}, target {config.cam.target:+d} ({explained}), '
+  if d.name == 'phantom':
+    about = (f'Data: phantom chest X-rays, {d.image_size} px, seed {d.seed}; {d.num_train} '
+             f'train / {d.num_validation} validation / {d.num_test} test images.')
+  else:
+    about = (f'Data: {d.name} from {d.manual_dir}, resized to {d.image_size} px (masks by '
+             f'{d.mask_resize}), split seed {d.seed}; `cam_jax prepare` lists the splits and '
+             'the quarantined records.')
+  notes = [f'{about} CAM: {config.cam.method}, target {config.cam.target:+d} ({explained}), '
            'pytorch-grad-cam postprocess (ReLU, min-max, bilinear).',
            f'Per-image records: `records.csv`. Models: {", ".join(names)}.']
   selected = _selected_epochs(workdir)

@@ -132,7 +132,8 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
   # epochs = 0 exports the initial weights; the iterator is then never read.
   batches = iter(data.train_batches(train_source, batch_size=tc.batch_size, seed=tc.seed,
                                     epochs=max(1, tc.epochs), process_index=jax.process_index(),
-                                    process_count=jax.process_count()))
+                                    process_count=jax.process_count(),
+                                    augmenter=data.augment.named(tc.augment, hflip=tc.hflip)))
   tx = optim.optimizer(tc, total)
   model = initial_model(recipe, init_from, log, DTYPES[tc.dtype])
   graphdef, state, shardings = step_lib.init_state(model, tx, mesh, tc.param_sharding,

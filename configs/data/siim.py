@@ -1,0 +1,16 @@
+"""Data set `siim`: SIIM-ACR pneumothorax: DICOMs and train-rle.csv or stage_2_train.csv
+(relative RLE).
+
+  cam_jax prepare --config=configs/data/siim.py --config.manual_dir=DIR
+
+Arguments: ``:tiny`` (32 px), ``:large`` (512 px); the default is 224 px
+(``cam_jax.presets.prepare_config``).
+"""
+
+import ml_collections
+
+from cam_jax import presets
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  return presets.prepare_config(arg, 'siim')

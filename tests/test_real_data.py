@@ -1,0 +1,258 @@
+"""Preparing a real source end to end on a SIIM fixture tree: the TFDS splits hold the decoded,
+resized images and masks; groups never cross splits; the split and quarantine tables; reruns,
+interruptions, strict mode, parallel decoding and the prepare command."""
+
+import csv
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cam_jax import data, presets
+from cam_jax.core.errors import BadInput
+from cam_jax.data import images, real_tfds, sources, splits
+from cam_jax.testing import xray_files as xf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N = 24
+
+
+@pytest.fixture(scope='module')
+def siim_root(tmp_path_factory):
+  """24 SIIM-style images (every odd one positive) where images 4 and 5 have identical pixels
+  and image 6 is listed twice with conflicting labels."""
+  root = tmp_path_factory.mktemp('siim')
+  pictures, masks = xf.shapes(N, 1024, seed=3)
+  pictures[5] = pictures[4]
+  masks[5] = masks[4]
+  ids = xf.siim_tree(str(root), pictures, masks)
+  with open(root / 'train-rle.csv', 'a') as f:
+    f.write(f'{ids[6]}, 10 20\n')
+  return root, pictures, masks, ids
+
+
+def _config(root, **fields):
+  c = presets.data_config('tiny', 'siim')
+  c.update(dict(manual_dir=str(root), validation_fraction=0.25, test_fraction=0.25,
+                num_workers=1, progress=False), **fields)
+  return c
+
+
+def _splits_table(path):
+  with open(os.path.join(path, real_tfds.SPLIT_FILE)) as f:
+    return list(csv.DictReader(f))
+
+
+def test_prepared_splits_hold_resized_pixels_and_masks(siim_root, tmp_path):
+  root, pictures, masks, ids = siim_root
+  config = _config(root)
+  summary = data.prepare(config, str(tmp_path))
+  assert summary['fresh']
+  counts = summary['splits']
+  assert sum(c['records'] for c in counts.values()) == N - 1  # image 6 quarantined
+  assert summary['quarantine_reasons'] == {'duplicate id with a different label': 1}
+  assert summary['duplicates'] == {'groups': 1, 'images': 2}
+  lines = open(root / 'train-rle.csv').read().splitlines()
+  rows = ', '.join(str(n + 1) for n, line in enumerate(lines) if line.startswith(ids[6]))
+  with open(os.path.join(summary['path'], real_tfds.QUARANTINE_FILE)) as f:
+    assert list(csv.reader(f))[1][1:] == [f'rows {rows} {ids[6]}',
+                                          'duplicate id with a different label']
+  seen = 0
+  for split in data.SPLITS:
+    source = data.open_split(config, split, str(tmp_path))
+    assert len(source) == counts[split]['records']
+    for k in range(len(source)):
+      rec = source[k]
+      i = ids.index(data.pipeline.as_text(rec['id']))
+      decoded = np.asarray(Image.open(io.BytesIO(xf.jpeg_bytes(pictures[i]))))
+      want = Image.fromarray(decoded).resize((32, 32), Image.Resampling.LANCZOS)
+      np.testing.assert_array_equal(rec['image'][..., 0], np.asarray(want))
+      area = masks[i].reshape(32, 32, 32, 32).mean(axis=(1, 3)) >= 0.5  # 32 x 32 blocks
+      np.testing.assert_array_equal(rec['mask'], area)
+      assert int(rec['label']) == int(masks[i].any()) == bool(rec['has_mask'])
+      seen += 1
+  assert seen == N - 1
+
+
+def test_groups_never_cross_splits_and_the_seed_fixes_the_split(siim_root, tmp_path):
+  root, _, _, ids = siim_root
+  tables = {}
+  for seed in (0, 0, 1):
+    c = _config(root, seed=seed)
+    path = data.prepare(c, str(tmp_path / f'd{len(tables)}'))['path']
+    tables[len(tables)] = rows = _splits_table(path)
+    split_of = {r['id']: r['split'] for r in rows}
+    assert split_of[ids[4]] == split_of[ids[5]]  # identical pixels: one group, one split
+    by_group = {}
+    for r in rows:
+      by_group.setdefault(r['group'], set()).add(r['split'])
+    assert all(len(s) == 1 for s in by_group.values())
+  assert tables[0] == tables[1] and tables[0] != tables[2]
+
+
+def test_split_assignment_is_by_whole_group_and_stratified():
+  rng = np.random.default_rng(0)
+  patients = [f'p{rng.integers(300)}' for _ in range(2000)]
+  pixels = [''] * 2000
+  pixels[10] = pixels[20] = 'same'  # two patients joined by one duplicated image
+  group = splits.groups(patients, pixels)
+  assert group[10] == group[20] and group[10] == group[patients.index(patients[20])]
+  labels = rng.random(2000) < 0.2
+  split = splits.assign(group, labels, (0.8, 0.1, 0.1), seed=4)
+  for g in np.unique(group):
+    assert len(set(split[group == g])) == 1
+  for s, frac in zip(splits.SPLITS, (0.8, 0.1, 0.1)):
+    assert abs((split == s).mean() - frac) < 0.05
+    assert abs(labels[split == s].mean() - labels.mean()) < 0.08
+  np.testing.assert_array_equal(split, splits.assign(group, labels, (0.8, 0.1, 0.1), seed=4))
+
+
+def test_a_split_file_is_reused_and_a_rerun_is_a_no_op(siim_root, tmp_path):
+  root = siim_root[0]
+  first = data.prepare(_config(root, seed=5), str(tmp_path / 'a'))
+  stamp = os.path.getmtime(os.path.join(first['path'], real_tfds.SPLIT_FILE))
+  again = data.prepare(_config(root, seed=5), str(tmp_path / 'a'))
+  assert not again['fresh'] and again['splits'] == first['splits']
+  assert os.path.getmtime(os.path.join(first['path'], real_tfds.SPLIT_FILE)) == stamp
+  reused = data.prepare(_config(root, split_file=os.path.join(first['path'], 'splits.csv')),
+                        str(tmp_path / 'b'))
+  assert [(r['id'], r['split']) for r in _splits_table(reused['path'])] == \
+      [(r['id'], r['split']) for r in _splits_table(first['path'])]
+
+
+def test_an_interrupted_preparation_leaves_nothing_complete(siim_root, tmp_path, monkeypatch):
+  root = siim_root[0]
+  real_decode, calls = sources.decode, []
+
+  def dying(*args):
+    calls.append(1)
+    if len(calls) == 10:
+      raise KeyboardInterrupt
+    return real_decode(*args)
+
+  monkeypatch.setattr(sources, 'decode', dying)
+  with pytest.raises(KeyboardInterrupt):
+    data.prepare(_config(root), str(tmp_path))
+  monkeypatch.setattr(sources, 'decode', real_decode)
+  with pytest.raises(BadInput):  # strict: the conflicting rows stop it, still nothing complete
+    data.prepare(_config(root, strict=True), str(tmp_path))
+  leftovers = [p.name for p in tmp_path.rglob('*') if p.is_dir()]
+  assert not any(n == '1.0.0' or n.startswith('staging.') for n in leftovers), leftovers
+  assert data.prepare(_config(root), str(tmp_path))['fresh']
+
+
+def test_strict_names_the_first_quarantined_record(siim_root, tmp_path):
+  with pytest.raises(BadInput, match=r'train-rle.csv: rows \d+, \d+ .*: duplicate id with a '
+                     'different label \\(strict'):
+    data.prepare(_config(siim_root[0], strict=True), str(tmp_path))
+
+
+def test_parallel_decoding_matches_one_process(siim_root, tmp_path):
+  one = data.open_split(_config(siim_root[0]), 'train', str(tmp_path / 'one'))
+  two = data.open_split(_config(siim_root[0], num_workers=2), 'train', str(tmp_path / 'two'))
+  assert len(one) == len(two)
+  by_id = {data.pipeline.as_text(two[k]['id']): two[k] for k in range(len(two))}
+  for k in range(len(one)):
+    rec = one[k]
+    other = by_id[data.pipeline.as_text(rec['id'])]
+    np.testing.assert_array_equal(rec['image'], other['image'])
+    np.testing.assert_array_equal(rec['mask'], other['mask'])
+
+
+def test_a_data_config_file_names_the_data_set_a_study_reads(tmp_path):
+  prepared = presets.prepare_config('tiny', 'siim')
+  studied = presets.data_config('tiny', 'siim')
+  for c in (prepared, studied):
+    c.manual_dir = str(tmp_path)
+  prepared.update(data_dir='/elsewhere', num_workers=3, strict=True, progress=False)
+  assert real_tfds.builder_config(prepared).name == real_tfds.builder_config(studied).name
+  studied.mask_resize = 'nearest'
+  assert real_tfds.builder_config(prepared).name != real_tfds.builder_config(studied).name
+
+
+def test_missing_manual_dir_and_bad_settings_are_bad_input(tmp_path):
+  with pytest.raises(BadInput, match='(?s)manual_dir is empty .*dicom-images-train'):
+    data.open_split(presets.data_config('tiny', 'siim'), 'train', str(tmp_path))
+  with pytest.raises(BadInput, match='is not a directory'):
+    data.prepare(_config(tmp_path / 'nowhere'), str(tmp_path))
+  with pytest.raises(BadInput, match="mask_resize 'cubic'; choose one of: nearest, area"):
+    data.prepare(_config(tmp_path, mask_resize='cubic'), str(tmp_path))
+  with pytest.raises(BadInput, match="unknown data set 'mimic'"):
+    presets.data_config('', 'mimic')
+
+
+def test_resize_mask_nearest_and_area_by_hand():
+  mask = np.zeros((4, 4), bool)
+  mask[0, 0:2] = mask[1, 0] = True  # top-left 2x2 block 3/4 covered, top-right 0
+  np.testing.assert_array_equal(images.resize_mask(mask, 2, 'area'), [[True, False],
+                                                                      [False, False]])
+  assert images.resize_mask(mask, 2, 'nearest').shape == (2, 2)
+
+
+@pytest.mark.slow  # three command-line runs: about 20 s
+def test_the_prepare_command_prints_the_summary(siim_root, tmp_path):
+  cmd = [sys.executable, '-m', 'launch.prepare', '--config=configs/data/siim.py:tiny',
+         f'--config.manual_dir={siim_root[0]}', f'--config.data_dir={tmp_path}',
+         '--config.validation_fraction=0.25', '--config.test_fraction=0.25',
+         '--config.progress=False']
+  env = {**os.environ, 'XLA_FLAGS': ''}
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert 'siim: prepared: ' in out.stdout
+  assert 'duplicates: 2 images in 1 groups' in out.stdout
+  assert 'quarantined: 1 records' in out.stdout and '1  duplicate id with a' in out.stdout
+  assert 'train: 11 records' in out.stdout or 'train: 12 records' in out.stdout
+  again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+  assert 'already prepared, nothing to do' in again.stdout
+  bad = subprocess.run(cmd[:4] + [f'--config.manual_dir={tmp_path}/none'], cwd=ROOT,
+                       capture_output=True, text=True, env=env)
+  assert bad.returncode == 2 and bad.stderr.startswith('error: manual_dir ')
+
+
+@pytest.mark.slow  # two processes, each importing the stack: about 20 s
+def test_two_concurrent_prepares_of_one_data_set_take_turns(siim_root, tmp_path):
+  script = ('import sys\n'
+            'from cam_jax import data, presets\n'
+            "c = presets.data_config('tiny', 'siim')\n"
+            "c.update(manual_dir=sys.argv[1], validation_fraction=0.25, test_fraction=0.25, "
+            'num_workers=1, progress=False)\n'
+            's = data.prepare(c, sys.argv[2])\n'
+            "print('fresh', s['fresh'], sorted(s['splits']['test'].items()))\n")
+  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
+  procs = [subprocess.Popen([sys.executable, '-c', script, str(siim_root[0]), str(tmp_path)],
+                            env=env, text=True, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE) for _ in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+  lines = sorted(next(l for l in out.splitlines() if l.startswith('fresh')) for out, _ in outs)
+  assert lines[0].startswith('fresh False') and lines[1].startswith('fresh True')
+  assert lines[0].split(' ', 2)[2] == lines[1].split(' ', 2)[2]
+  assert not [p for p in tmp_path.rglob('*') if 'incomplete' in p.name or 'staging' in p.name]
+
+
+def test_a_csv_split_column_is_kept_and_must_not_split_a_patient(tmp_path):
+  pictures, masks = xf.shapes(6, 40)
+  rows = []
+  for i in range(6):
+    xf.png(str(tmp_path / 'in' / 'img' / f'{i}.png'), pictures[i])
+    xf.png(str(tmp_path / 'in' / 'm' / f'{i}.png'), masks[i].astype(np.uint8) * 255)
+    rows.append([f'img/{i}.png', int(masks[i].any()), f'm/{i}.png', f'p{i // 2}',
+                 data.SPLITS[i // 2]])
+
+  def write(table):
+    with open(tmp_path / 'in' / 'labels.csv', 'w', newline='') as f:
+      csv.writer(f).writerows([['image', 'label', 'mask', 'patient_id', 'split']] + table)
+
+  write(rows)
+  config = presets.data_config('tiny', 'csv')
+  config.update(manual_dir=str(tmp_path / 'in'), num_workers=1, progress=False)
+  path = data.prepare(config, str(tmp_path / 'a'))['path']
+  assert {r['id']: r['split'] for r in _splits_table(path)} == {r[0]: r[4] for r in rows}
+  rows[1][4] = 'test'  # patient p0 in train and test
+  write(rows)
+  with pytest.raises(BadInput, match=r"row 3 img/1.png: .* in train and test \(patient 'p0'\)"):
+    data.prepare(config, str(tmp_path / 'b'))
