@@ -1,13 +1,20 @@
 """The benchmark harness: ratios against the group's reference, and the bench entry point."""
 
 import os
+import runpy
 import subprocess
 import sys
 
+import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from cam_jax import bench
+from cam_jax.bench import suites
+from cam_jax.core import mesh as mesh_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_ratios_are_relative_to_the_group_reference():
@@ -96,3 +103,43 @@ def test_scoring_suite_times_device_metrics_beside_host_metrics(tmp_path):
                'heat maps to host + NumPy metrics per image',
                'cam_jax.score, + deletion_insertion'):
     assert f'| resnet_tiny 32px data set | {case} |' in text, case
+
+
+@pytest.mark.parametrize('name', [pytest.param('resnet18', marks=pytest.mark.slow), 'vit_ti16'])
+def test_torch_and_cam_jax_train_steps_train_the_same_thing(name):
+  """Same weights, batch, loss and AdamW: the losses of three float32 steps agree, the first
+  (the loss at the loaded weights) to 1e-5 and the two after updates to 1e-3 of it."""
+  pytest.importorskip('torch')
+  config = runpy.run_path(os.path.join(ROOT, 'configs/bench_train.py'))['get_config']('tiny')
+  ours, theirs = suites.train_steps(name, config, 'float32', mesh_lib.make_mesh(jax.devices()[:1]))
+  mine = np.array([float(ours()[1]) for _ in range(3)])
+  torchs = np.array([float(theirs()) for _ in range(3)])
+  assert abs(mine[0] - torchs[0]) <= 1e-5 * torchs[0]
+  np.testing.assert_allclose(mine, torchs, rtol=0, atol=1e-3 * torchs[0])
+  assert torchs[2] < 0.5 * torchs[0]  # the optimiser moved the weights: the later steps test it
+
+
+@pytest.mark.slow
+def test_train_suite_times_both_dtypes_beside_torch_and_the_phantom_loop(tmp_path):
+  pytest.importorskip('torch')
+  proc = subprocess.run([sys.executable, '-m', 'launch.bench',
+                         '--config=configs/bench_train.py:tiny', f'--workdir={tmp_path}'],
+                        cwd=ROOT, check=True, capture_output=True, text=True,
+                        env={**os.environ, 'XLA_FLAGS': ''}, timeout=600)
+  table = pd.read_csv(tmp_path / 'bench.csv')
+  assert list(table['group']) == [f'resnet18 64px b2 {d}' for d in ('float32', 'bfloat16')
+                                  for _ in range(2)]
+  assert list(table['case'][::2]) == ['cam_jax train step (jit)'] * 2
+  assert all(c.startswith('torch train step (eager, cpu') for c in table['case'][1::2])
+  assert list(table['ratio'][1::2]) == [1.0, 1.0]  # torch is each dtype's reference
+  for dtype in ('float32', 'bfloat16'):
+    assert f'resnet18 {dtype}: losses of the first 3 steps cam_jax' in proc.stdout
+  loops = pd.read_csv(tmp_path / 'loop.csv')
+  assert loops[['model', 'dtype', 'steps']].values.tolist() == [['resnet18', 'float32', 4]]
+  assert 0.0 <= loops['input_wait_fraction'][0] <= 1.0 and loops['images_per_s'][0] > 0
+  assert (tmp_path / 'loop_resnet18.jsonl').exists()
+  text = open(tmp_path / 'bench.md').read()
+  assert ('| model | float32 cam_jax | float32 torch | float32 cam_jax/torch | bfloat16 cam_jax |'
+          ' bfloat16 torch | bfloat16 cam_jax/torch | loop (float32) images/s | loop input wait |'
+          in text)
+  assert '\n| resnet18 | ' in text

@@ -13,16 +13,22 @@ cam_jax forward beside the same architecture and weights in torch (eager, no gra
 ``data`` (``configs/bench_data.py``): preparing real data, one process decoding 1024 x 1024
 JPEG-baseline DICOMs (SIIM's kind) and resizing them to each size (images/s per core), and the
 training pipeline (records at each size, held in memory, through ``CropRotate`` augmentation
-and batching) per grain thread count.
+and batching) per grain thread count. Suite ``train`` (``configs/bench_train.py``), per model
+and compute dtype: cam_jax's jitted train step beside a torch training step of the same
+architecture, weights, batch, loss and optimiser; then, per model, the real training loop on
+the phantom and the input wait its log reports.
 """
 
 import functools
 import io
+import json
 import os
+import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from flax import nnx
 
 from cam_jax import cams, data, models
@@ -30,11 +36,12 @@ from cam_jax.bench import harness as bench
 from cam_jax.core import mesh as mesh_lib
 from cam_jax.core.errors import BadInput
 from cam_jax.core.text import split_list
+from cam_jax.models import checkpoint
 from cam_jax.scoring import driver
 from cam_jax.testing import host_metrics
-from cam_jax.train import loop, step as step_lib
+from cam_jax.train import loop, observe, optim, step as step_lib
 
-SUITES = ('cams', 'scoring', 'zoo', 'cams_vs_torch', 'data')
+SUITES = ('cams', 'scoring', 'zoo', 'cams_vs_torch', 'data', 'train')
 
 
 def _batch_cases(name, config, mesh):
@@ -242,6 +249,152 @@ def _data_cases(config):
   return out
 
 
+PARITY_STEPS = 3  # training steps both sides run before the timing; their losses are logged
+PARITY_TOLERANCE = 1e-4  # float32, first step: |cam_jax loss - torch loss| / torch loss
+TORCH_CASE, OURS_CASE = 'torch train step', 'cam_jax train step (jit)'
+
+
+def _dtypes(config) -> list[str]:
+  dtypes = split_list(config.dtypes)
+  unknown = [d for d in dtypes if d not in loop.DTYPES]
+  if unknown or not dtypes:
+    raise BadInput(f'unknown dtypes {unknown or config.dtypes!r}; choose from: '
+                   f'{", ".join(loop.DTYPES)}')
+  return dtypes
+
+
+def train_steps(name, config, dtype: str, mesh):
+  """``(ours, theirs)``: zero-argument calls that each run one training step of ``name`` on the
+  same fixed batch from the same torch-initialised weights, computing in ``dtype``. ``ours`` is
+  cam_jax's jitted step (``init_state`` and ``make_train_step`` with ``config.train``'s AdamW, as
+  the training loop builds them) and returns ``(state, loss)``; ``theirs`` is
+  ``torch_reference.train_step`` (on the GPU when torch sees one) and returns its loss.
+
+  One logit and one input channel, as the phantom is trained; classes unweighted. VGG's
+  classifier dropout is off on both sides: their random masks cannot match. torch flushes
+  denormal floats to zero on the CPU from here on, as XLA's CPU backend does: without it the
+  float32 torch step ran several times slower once the gradients of a well-fitted batch became
+  denormal.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+
+  from cam_jax.models import weights  # pylint: disable=g-import-not-at-top
+  from cam_jax.testing import torch_reference  # pylint: disable=g-import-not-at-top
+  b, s, tc = config.batch_size, config.image_size, config.train
+  mesh_lib.check_batch_size(b, mesh)
+  torch.set_flush_denormal(True)
+  torch.manual_seed(0)
+  ref = torch_reference.build(name, num_classes=1, image_size=s, in_channels=1)
+  overrides = {}
+  if name.startswith('vgg'):
+    overrides['dropout'] = 0.0
+    for module in ref.modules():
+      if isinstance(module, torch.nn.Dropout):
+        module.p = 0.0
+  model = weights.load_state_dict(
+      models.create(name, image_size=s, dtype=loop.DTYPES[dtype], **overrides),
+      ref.state_dict(), strict_head=True).model
+  total = PARITY_STEPS + 1 + config.repeats  # the steps this bench runs; the schedule spans them
+  tx = optim.optimizer(tc, total)
+  loss = step_lib.Loss(step_lib.ClassWeights((1.0, 1.0)))
+  graphdef, state, shardings = step_lib.init_state(model, tx, mesh, tc.param_sharding)
+  del model
+  jax_step = step_lib.make_train_step(graphdef, tx, loss, mesh, shardings)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(b, s, s, 1)).astype(np.float32)
+  y = (np.arange(b) % 2).astype(np.int32)
+  batch = mesh_lib.shard_batch({'image': x, 'label': y}, mesh)
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  torch_step = torch_reference.train_step(ref.to(device), tc, total, getattr(torch, dtype))
+  xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device)
+  yt = torch.from_numpy(y).to(device)
+  held = [state]
+
+  def ours():
+    held[0], metrics = jax_step(held[0], batch)
+    return held[0], metrics['loss']
+
+  def theirs():
+    return torch_step(xt, yt).cpu().numpy()  # the copy waits for the step's queued kernels
+
+  return ours, theirs
+
+
+def _train_cases(name, config, dtype, mesh, log):
+  """cam_jax's train step beside torch's in ``dtype`` (torch the reference), after both run
+  ``PARITY_STEPS`` steps. The first step's loss (the same weights and batch) must agree within
+  ``PARITY_TOLERANCE`` in float32; the later ones are logged: Adam's first updates are close to
+  ``lr * sign(gradient)``, so gradients that differ by rounding near zero move them apart, and
+  bfloat16 rounds differently on each side."""
+  import torch  # pylint: disable=g-import-not-at-top
+  ours, theirs = train_steps(name, config, dtype, mesh)
+  mine = [float(ours()[1]) for _ in range(PARITY_STEPS)]
+  torchs = [float(theirs()) for _ in range(PARITY_STEPS)]
+  first = abs(mine[0] - torchs[0]) / abs(torchs[0])
+  log(f'{name} {dtype}: losses of the first {PARITY_STEPS} steps cam_jax '
+      f'{", ".join(f"{x:.6g}" for x in mine)}, torch {", ".join(f"{x:.6g}" for x in torchs)}; '
+      f'first step |cam_jax - torch| / torch = {first:.1e}')
+  if dtype == 'float32' and first > PARITY_TOLERANCE:
+    raise ValueError(f'{name}: cam_jax and torch losses differ on the same weights and batch '
+                     f'(relative error {first:.1e})')
+  where = ('cuda' if torch.cuda.is_available()
+           else f'cpu, {torch.get_num_threads()} threads')
+  b = config.batch_size
+  group = f'{name} {config.image_size}px b{b} {dtype}'
+  return [bench.Case(OURS_CASE, ours, b, group),
+          bench.Case(f'{TORCH_CASE} (eager, {where})', theirs, b, group, reference=True)]
+
+
+def phantom_loop(name, config, workdir: str, log=print) -> dict:
+  """The real training loop (``cam_jax.train.loop.train`` with ``config.train``) of ``name`` on
+  the phantom (``config.data``) in a fresh directory: images/s, step time and input-wait
+  fraction over its ``window`` log rows after the first, which holds the compilation. Its
+  ``train_log.jsonl`` is kept in ``workdir`` as ``loop_<name>.jsonl``."""
+  tc = config.train
+  train_src, val_src = (data.open_split(config.data, split, config.data_dir)
+                        for split in ('train', 'validation'))
+  recipe = checkpoint.recipe(name, 1, config.data.image_size, tc.seed)
+  with tempfile.TemporaryDirectory() as run_dir:
+    loop.train(recipe, tc, train_src, val_src, workdir=run_dir, log=log)
+    with open(os.path.join(run_dir, observe.JSONL)) as f:
+      text = f.read()
+  with open(os.path.join(workdir, f'loop_{name}.jsonl'), 'w') as f:
+    f.write(text)
+  windows = [r for r in map(json.loads, text.splitlines()) if r['kind'] == 'window']
+  if len(windows) < 2:
+    raise BadInput(f'the phantom loop of {name} logged {len(windows)} throughput window(s); it '
+                   'needs two or more (the first holds compilation): raise data.num_train or '
+                   'lower train.log_every_steps')
+  steps = [w['step'] - v['step'] for v, w in zip(windows, windows[1:])]
+  seconds = [n * w['step_time_s'] for n, w in zip(steps, windows[1:])]
+  waited = sum(t * w['input_wait_fraction'] for t, w in zip(seconds, windows[1:]))
+  return {'model': name, 'dtype': tc.dtype, 'image_size': config.data.image_size,
+          'batch_size': tc.batch_size, 'steps': sum(steps),
+          'images_per_s': sum(steps) * tc.batch_size / sum(seconds),
+          'step_time_s': sum(seconds) / sum(steps), 'input_wait_fraction': waited / sum(seconds)}
+
+
+def train_markdown(table: pd.DataFrame, loops: pd.DataFrame, config) -> str:
+  """Per model, one row: cam_jax and torch training images/s and their ratio in each dtype side
+  by side, then the phantom loop's images/s and input-wait fraction."""
+  dtypes = _dtypes(config)
+  head = ['model'] + [f'{d} {c}' for d in dtypes for c in ('cam_jax', 'torch', 'cam_jax/torch')]
+  head += [f'loop ({config.train.dtype}) images/s', 'loop input wait']
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for name in split_list(config.models):
+    cells = [name]
+    for d in dtypes:
+      group = table[table['group'] == f'{name} {config.image_size}px b{config.batch_size} {d}']
+      ours = group[group['case'] == OURS_CASE].iloc[0]
+      torch_row = group[group['case'].str.startswith(TORCH_CASE)].iloc[0]
+      cells += [f"{ours['items_per_s']:.2f}", f"{torch_row['items_per_s']:.2f}",
+                f"{ours['ratio']:.2f}x"]
+    row = loops[loops['model'] == name].iloc[0]
+    cells += [f"{row['images_per_s']:.2f}", f"{100 * row['input_wait_fraction']:.1f}%"]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
 def cases(config, log=print) -> list[bench.Case]:
   """Every case of ``config.suite`` for each of ``config.models``."""
   names = split_list(config.models)
@@ -256,6 +409,14 @@ def cases(config, log=print) -> list[bench.Case]:
       out += _cams_vs_torch_cases(name, config)
   elif config.suite == 'data':
     out += _data_cases(config)
+  elif config.suite == 'train':
+    # jax and torch share an accelerator: unless told otherwise, jax takes memory as it needs
+    # it rather than most of it up front (read when jax first starts its backend).
+    os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+    mesh = mesh_lib.make_mesh(fsdp=config.train.fsdp_devices)
+    for name in names:
+      for dtype in _dtypes(config):
+        out += _train_cases(name, config, dtype, mesh, log)
   else:
     mesh = mesh_lib.make_mesh()
     source = data.open_split(config.data, 'test', config.data_dir)
@@ -269,13 +430,20 @@ def cases(config, log=print) -> list[bench.Case]:
 
 def run_suite(config, workdir: str, log=print) -> str:
   """Times every case of the suite; writes ``bench.csv`` and ``bench.md`` into ``workdir`` and
-  returns the markdown table."""
+  returns the markdown table. Suite ``train`` then runs ``phantom_loop`` per model, writes
+  ``loop.csv`` and adds ``train_markdown``'s table."""
   os.makedirs(workdir, exist_ok=True)
   suite_cases = cases(config, log)
   log(f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}')
   table = bench.run(suite_cases, repeats=config.repeats, log=log)
+  del suite_cases  # their train states, before the phantom loops build theirs
   table.to_csv(os.path.join(workdir, 'bench.csv'), index=False)
   text = bench.markdown(table)
+  if config.suite == 'train':
+    loops = pd.DataFrame([phantom_loop(name, config, workdir, log)
+                          for name in split_list(config.models)])
+    loops.to_csv(os.path.join(workdir, 'loop.csv'), index=False)
+    text += '\n\n' + train_markdown(table, loops, config)
   with open(os.path.join(workdir, 'bench.md'), 'w') as f:
     f.write(text + '\n')
   return text

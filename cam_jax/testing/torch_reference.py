@@ -2,14 +2,18 @@
 
 Built from torch's own layers with torchvision's (VGG, ResNet) and timm's (ViT) parameter names
 and semantics, so a cam_jax model loaded with their state dict (``cam_jax.models.weights``) must
-give the same logits; ``cam_jax bench`` also times them beside cam_jax. Needs torch, which
-cam_jax itself does not (``pip install -e '.[test]'`` brings it).
+give the same logits; ``cam_jax bench`` also times them beside cam_jax, and trains them with
+``train_step``, the torch twin of cam_jax's train step. Needs torch, which cam_jax itself does
+not (``pip install -e '.[test]'`` brings it).
 """
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from cam_jax.core.errors import BadInput
+from cam_jax.train import optim
 
 
 class TorchVGG(nn.Module):
@@ -165,18 +169,53 @@ class TorchViT(nn.Module):
     return self.head(self.norm(self.blocks(x))[:, 0])
 
 
-def build(name: str, num_classes: int = 1000, image_size: int = 224) -> nn.Module:
-  """The torch reference of registry model ``name`` (3 input channels), torch's default init."""
+def build(name: str, num_classes: int = 1000, image_size: int = 224,
+          in_channels: int = 3) -> nn.Module:
+  """The torch reference of registry model ``name``, torch's default init."""
   from cam_jax.models import registry  # pylint: disable=g-import-not-at-top
   registry.check_name(name)
   if name.startswith('vgg') and name[3:].split('_')[0] in map(str, registry.VGG_STAGES):
     depth = int(name[3:].split('_')[0])
-    return TorchVGG(registry.VGG_STAGES[depth], name.endswith('_bn'), num_classes)
+    return TorchVGG(registry.VGG_STAGES[depth], name.endswith('_bn'), num_classes, in_channels)
   if name.startswith('resnet') and name[6:] in map(str, registry.RESNETS):
     block, depths = registry.RESNETS[int(name[6:])]
     torch_block = TorchBasicBlock if block.expansion == 1 else TorchBottleneck
-    return TorchResNet(torch_block, depths, (64, 128, 256, 512), num_classes)
+    return TorchResNet(torch_block, depths, (64, 128, 256, 512), num_classes, in_channels)
   if name in registry.VITS:
     patch, dim, depth, heads = registry.VITS[name]
-    return TorchViT(image_size, patch, dim, depth, heads, num_classes)
+    return TorchViT(image_size, patch, dim, depth, heads, num_classes, in_channels)
   raise BadInput(f'no torch reference for {name!r}; the CPU-sized variants have none')
+
+
+def train_step(model: nn.Module, train_config, total_steps: int, dtype=torch.float32):
+  """``step(images, labels) -> loss``: one torch training step of a one-logit ``model`` as
+  cam_jax's (``cam_jax.train.step.make_train_step`` with ``cam_jax.train.optim.optimizer`` and
+  unweighted classes): mean binary cross-entropy, AdamW with the same learning-rate schedule,
+  decay mask and hyper-parameters, computing in ``dtype`` (bfloat16 by autocast, parameters and
+  optimiser state float32). ``model`` is put in training mode."""
+  if train_config.optimizer != 'adamw':
+    raise BadInput(f'the torch train step runs adamw, not {train_config.optimizer!r}')
+  model.train()
+  named = list(model.named_parameters())
+  wd = train_config.weight_decay
+  opt = torch.optim.AdamW(
+      [{'params': [p for n, p in named if optim.decays(n, p.ndim)], 'weight_decay': wd},
+       {'params': [p for n, p in named if not optim.decays(n, p.ndim)], 'weight_decay': 0.0}],
+      lr=train_config.learning_rate, betas=(0.9, 0.999), eps=1e-8)
+  rates = np.asarray(optim.schedule(train_config, total_steps)(np.arange(total_steps)))
+  device = next(model.parameters()).device
+  done = [0]
+
+  def step(images, labels):
+    for group in opt.param_groups:
+      group['lr'] = float(rates[min(done[0], total_steps - 1)])
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+      logits = model(images)
+    loss = F.binary_cross_entropy_with_logits(logits.float()[:, 0], labels.float())
+    loss.backward()
+    opt.step()
+    done[0] += 1
+    return loss.detach()
+
+  return step

@@ -22,16 +22,18 @@ def schedule(train_config, total_steps: int) -> optax.Schedule:
   return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total, end_value=0.01 * lr)
 
 
+def decays(name: str, ndim: int) -> bool:
+  """Whether weight decay applies to the parameter at path ``name`` with ``ndim`` axes: kernels
+  and embeddings (two or more axes), not biases, norm scales, ViT position embeddings or class
+  tokens (the convention of timm and of Dosovitskiy et al., ICLR 2021)."""
+  return ndim >= 2 and not any(n in name for n in _NO_DECAY)
+
+
 def decay_mask(params):
-  """True for the leaves weight decay applies to: kernels and embeddings (two or more axes),
-  not biases, norm scales, ViT position embeddings or class tokens (the convention of timm and
-  of Dosovitskiy et al., ICLR 2021)."""
-
-  def one(path, leaf):
-    name = jax.tree_util.keystr(path, simple=True, separator='/')
-    return leaf.ndim >= 2 and not any(n in name for n in _NO_DECAY)
-
-  return jax.tree_util.tree_map_with_path(one, params)
+  """``decays`` of every leaf of ``params``, by its path."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: decays(jax.tree_util.keystr(path, simple=True, separator='/'),
+                                leaf.ndim), params)
 
 
 def optimizer(train_config, total_steps: int) -> optax.GradientTransformation:
