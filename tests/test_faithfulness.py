@@ -358,3 +358,23 @@ def test_bad_input_raises():
                       fractions=(0.5, 1.0))
   with pytest.raises(ValueError, match='removed'):
     faithfulness.noisy_linear_imputation(images[0], jnp.zeros((3, 4), bool), key)
+
+
+
+def test_imputation_stops_at_its_tolerance_and_checks_it():
+  """A looser tolerance takes fewer conjugate-gradient steps and ends farther from spsolve, the
+  default ends within float32 rounding of it; a tolerance outside (0, 1) is refused."""
+  rng = np.random.default_rng(12)
+  image = rng.normal(size=(24, 24, 1)).astype(np.float32)
+  removed = np.hypot(*np.mgrid[:24, :24]) > 6  # one hole; the kept pixels in a corner
+  reference = spsolve_imputation(image, removed)
+  solve = jax.jit(faithfulness.linear_imputation, static_argnames='tolerance')
+  errors, steps = [], []
+  for tolerance in (1e-2, faithfulness.CG_TOLERANCE):
+    out, k = solve(jnp.asarray(image), jnp.asarray(removed), tolerance=tolerance)
+    errors.append(np.abs(np.asarray(out) - reference).max())
+    steps.append(int(k))
+  assert steps[0] < steps[1] < faithfulness.CG_ITERATIONS
+  assert errors[1] < 1e-4 < errors[0]
+  with pytest.raises(ValueError, match=r'tolerance in \(0, 1\)'):
+    faithfulness.linear_imputation(jnp.asarray(image), jnp.asarray(removed), tolerance=0.0)
