@@ -89,3 +89,11 @@ def test_taps_perturbation_shifts_the_activation():
   np.testing.assert_allclose(base, same, rtol=1e-6)
   moved = model(x, taps=models.Taps(deltas={'layer3': delta + 1.0}))
   assert not np.allclose(base, moved)
+
+
+@pytest.mark.parametrize('name', ['vgg_tiny', 'resnet_tiny', 'vit_tiny'])
+def test_graph_definitions_hash(name):
+  """Compiled functions are cached by graph definition (``train.step.make_predict``), so every
+  static attribute of a model must hash."""
+  graphdef = nnx.split(models.create(name, image_size=32))[0]
+  assert hash(graphdef) == hash(nnx.split(models.create(name, image_size=32))[0])

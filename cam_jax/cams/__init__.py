@@ -64,7 +64,7 @@ def cam_function(model: nnx.Module, method: str = 'gradcam',
   layers = [models.resolve_layer(model, l) for l in ([layer] if single else layer)]
   if not layers:
     raise BadInput('no CAM layer given; choose from: ' + ', '.join(model.cam_layers))
-  blind = getattr(model, 'logit_blind_layers', {})
+  blind = dict(getattr(model, 'logit_blind_layers', ()))
   for l in layers:
     if METHODS[method].via_logit and l in blind:
       raise BadInput(f'{method!r} cannot explain {type(model).__name__} layer {l!r}: {blind[l]}; '

@@ -38,7 +38,8 @@ class Method:
   model's ``attention_layers``), returning a score per token.
   ``fn`` returns the weighted activation (h, w, C), or a map (h, w) when ``reduces`` is True.
   ``via_logit``: the map weighs the layer by how it reaches the logit (gradients, ablation), so
-  a layer the logit does not read (``model.logit_blind_layers``) gives empty maps.
+  a layer the logit does not read (``model.logit_blind_layers``: (layer, why) pairs) gives
+  empty maps.
   """
   fn: Callable
   kind: str = GRADIENT

@@ -114,9 +114,10 @@ class ViT(nnx.Module):
     self.default_cam_layer = f'blocks.{depth - 1}.norm1'
     # The last block's patch tokens reach only the final norm, which is per token, and the head
     # reads the class token alone: the logit does not depend on them at all.
-    self.logit_blind_layers = {f'blocks.{depth - 1}': 'the head reads only the class token, so '
-                               "the patch tokens' gradient there is exactly 0 and ablating them "
-                               'changes nothing'}
+    # (layer, why) pairs: a module's static attributes must hash (nnx's graphdef does).
+    self.logit_blind_layers = ((f'blocks.{depth - 1}', 'the head reads only the class token, so '
+                                "the patch tokens' gradient there is exactly 0 and ablating "
+                                'them changes nothing'),)
     self.attention_layers = tuple(f'blocks.{i}.attn' for i in range(depth))
     # stem (convs + projection), qkv -> proj -> fc1 -> fc2 per block, head
     self.weight_layers = (len(conv_stem) + 1) + 4 * depth + 1
