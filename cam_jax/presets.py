@@ -34,7 +34,9 @@ def check_data_arg(arg: str) -> tuple[str, str]:
   return (sizes or [''])[0], (names or ['phantom'])[0]
 
 
-# The real sources (``cam_jax.data.sources``) and the fields only each of them has.
+# The real sources (``cam_jax.data.sources``) and the fields only each of them has. encoding:
+# one of cam_jax.data.codecs.ENCODINGS: 'relative' (SIIM's), 'absolute' (0-based), 'absolute1'
+# (1-based), or 'auto' (decided per file from the rows; an error when they cannot tell).
 REAL_DATA = {
     'siim': {'labels': '', 'encoding': 'auto'},  # labels '': train-rle.csv or stage_2_train.csv
     'siim_png': {},
