@@ -1,8 +1,8 @@
 """Preparing a real source end to end on a SIIM fixture tree: the TFDS splits hold the decoded,
 resized images and masks; groups never cross splits; the split and quarantine tables; reruns,
-interruptions, strict mode, parallel decoding and the prepare command. NIH (boxes), CheXlocalize
-(COCO RLE and polygons) and both SIIM PNG layouts prepared and read back against their
-fixtures' masks, labels and patients."""
+interruptions (a SIGKILLed one cleaned up by the next), strict mode, parallel decoding and the
+prepare command. NIH (boxes), CheXlocalize (COCO RLE and polygons) and both SIIM PNG layouts
+prepared and read back against their fixtures' masks, labels and patients."""
 
 import csv
 import io
@@ -213,6 +213,39 @@ def test_the_prepare_command_prints_the_summary(siim_root, tmp_path):
   bad = subprocess.run(cmd[:4] + [f'--config.manual_dir={tmp_path}/none'], cwd=ROOT,
                        capture_output=True, text=True, env=env)
   assert bad.returncode == 2 and bad.stderr.startswith('error: manual_dir ')
+
+
+def test_a_sigkilled_preparation_is_cleaned_up_by_the_next(siim_root, tmp_path, caplog):
+  """A prepare killed outright leaves its staging and TFDS incomplete folders; the next prepare
+  of the data set, holding its lock, removes them, says so, and prepares it."""
+  script = ('import os, signal, sys\n'
+            'from cam_jax import data, presets\n'
+            'from cam_jax.data import sources\n'
+            "c = presets.data_config('tiny', 'siim')\n"
+            "c.update(manual_dir=sys.argv[1], validation_fraction=0.25, test_fraction=0.25, "
+            'num_workers=1, progress=False)\n'
+            'real, calls = sources.decode, []\n'
+            'def dying(*args):\n'
+            '  calls.append(1)\n'
+            '  if len(calls) == 5:\n'
+            '    os.kill(os.getpid(), signal.SIGKILL)\n'
+            '  return real(*args)\n'
+            'sources.decode = dying\n'
+            'data.prepare(c, sys.argv[2])\n')
+  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
+  proc = subprocess.run([sys.executable, '-c', script, str(siim_root[0]), str(tmp_path)],
+                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == -9, proc.stderr[-2000:]
+  left = sorted(str(p) for p in tmp_path.rglob('*') if p.is_dir() and
+                p.name.startswith(('staging.', 'incomplete.')))
+  assert [os.path.basename(p).split('.')[0] for p in left] == ['incomplete', 'staging'], left
+  with caplog.at_level('WARNING', logger='cam_jax.data.cache'):
+    summary = data.prepare(_config(siim_root[0]), str(tmp_path))
+  assert summary['fresh'] and sum(c['records'] for c in summary['splits'].values()) == N - 1
+  version = summary['path'].rstrip('/')
+  assert [r.getMessage() for r in caplog.records if r.name == 'cam_jax.data.cache'] == [
+      f'removed {p}, left by an interrupted preparation of {version}' for p in left]
+  assert not [p for p in tmp_path.rglob('*') if p.name.startswith(('staging.', 'incomplete.'))]
 
 
 @pytest.mark.slow  # two processes, each importing the stack: about 20 s
