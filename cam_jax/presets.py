@@ -1,7 +1,9 @@
 """Settings shared by the configs: the data sets, the training recipe and the study.
 
 ``arg`` sizes them: '' is the CPU-sized embedded default (the README's study, minutes on two
-cores), 'tiny' runs in seconds (tests), 'large' is for an accelerator.
+cores), 'tiny' runs in seconds (tests), 'large' is for an accelerator. The train and score
+configs also take a data set's name in their argument (``check_data_arg``: 'siim',
+'tiny,siim').
 """
 
 import ml_collections
@@ -18,7 +20,23 @@ def check_arg(arg: str) -> str:
   return arg
 
 
-# The real sources (``cam_jax.data.sources``) and the fields only each of them has.
+def check_data_arg(arg: str) -> tuple[str, str]:
+  """``(size, data set)`` from a config argument of a size, a data set name or both,
+  comma-separated: '' or 'tiny' (the phantom), 'siim', 'tiny,siim', 'large,nih'."""
+  parts = [p.strip() for p in arg.split(',')] if arg else []
+  sizes = [p for p in parts if p in SIZES]
+  names = [p for p in parts if p in ('phantom',) + tuple(REAL_DATA)]
+  unknown = [p for p in parts if p not in sizes and p not in names]
+  if unknown or len(sizes) > 1 or len(names) > 1:
+    raise BadInput(f'bad config argument {arg!r}: give at most one size ('
+                   f'{", ".join(repr(s) for s in SIZES)}) and at most one data set (phantom, '
+                   f'{", ".join(REAL_DATA)}), comma-separated, e.g. \'tiny,siim\'')
+  return (sizes or [''])[0], (names or ['phantom'])[0]
+
+
+# The real sources (``cam_jax.data.sources``) and the fields only each of them has. encoding:
+# one of cam_jax.data.codecs.ENCODINGS: 'relative' (SIIM's), 'absolute' (0-based), 'absolute1'
+# (1-based), or 'auto' (decided per file from the rows; an error when they cannot tell).
 REAL_DATA = {
     'siim': {'labels': '', 'encoding': 'auto'},  # labels '': train-rle.csv or stage_2_train.csv
     'siim_png': {},
@@ -95,8 +113,7 @@ def study_config(arg: str, data: ml_collections.ConfigDict) -> ml_collections.Co
   c.models = 'vgg_tiny,resnet_tiny,vit_tiny' if arg != 'large' else 'vgg16_bn,resnet50,vit_s16'
   c.num_classes = 1
   c.init_from = ''  # pretrained weights per model: 'resnet50=/w/r50.pth,vit_s16=/w/vit.npz'
-  c.train = train_config(arg)
-  c.train.augment = 'shift' if data.name == 'phantom' else 'crop_rotate'
+  c.train = train_config(arg, data.name)
   # Per-model changes to c.train: the ViT learns the lesion later than the CNNs (its validation
   # ROC-AUC jumps after about 5 epochs), so it trains twice as long.
   c.train_overrides = ml_collections.ConfigDict(
@@ -123,9 +140,10 @@ def study_config(arg: str, data: ml_collections.ConfigDict) -> ml_collections.Co
   return c
 
 
-def train_config(arg: str = '') -> ml_collections.ConfigDict:
+def train_config(arg: str = '', data_name: str = 'phantom') -> ml_collections.ConfigDict:
   """The training recipe (``cam_jax.train``): optimiser, schedule, loss, precision, checkpoints,
-  logging."""
+  logging; augmented for the data set ``data_name`` (the phantom's shifts, or crops and
+  rotations for real radiographs)."""
   c = ml_collections.ConfigDict()
   c.epochs = {'': 6, 'tiny': 1, 'large': 40}[arg]
   c.batch_size = {'': 32, 'tiny': 16, 'large': 128}[arg]  # global: every device and process
@@ -141,7 +159,7 @@ def train_config(arg: str = '') -> ml_collections.ConfigDict:
   c.class_weighting = True  # weights n / (K n_c); for focal loss they play alpha's part
   # 'shift' (translation, brightness / contrast: the phantom's) or 'crop_rotate' (random resized
   # crop, small rotation, brightness / contrast: real radiographs); cam_jax.data.augment
-  c.augment = 'shift'
+  c.augment = 'shift' if data_name == 'phantom' else 'crop_rotate'
   c.hflip = False  # crop_rotate only; laterality matters in chest X-rays
   c.dtype = 'float32'    # compute dtype: 'float32' or 'bfloat16' (parameters stay float32)
   c.accum_steps = 1      # micro-batches per optimiser step (batch_size / accum_steps each)

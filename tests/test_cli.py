@@ -1,7 +1,10 @@
 """The command line, run as a user who installed the package runs it: the ``cam_jax`` command
 from a directory outside the checkout, configs given by path. Bad input gives exactly one line
-on stderr naming the valid choices and exit 2; a bug inside cam_jax prints its traceback."""
+on stderr naming the valid choices and exit 2; a bug inside cam_jax prints its traceback. The
+train and score configs select a real data set by name in their argument."""
 
+import csv
+import glob
 import os
 import re
 import subprocess
@@ -9,6 +12,10 @@ import sys
 
 import pandas as pd
 import pytest
+
+from cam_jax import presets
+from cam_jax.core.errors import BadInput
+from cam_jax.testing import xray_files as xf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAM_JAX = os.path.join(os.path.dirname(sys.executable), 'cam_jax')  # the console entry point
@@ -40,6 +47,9 @@ def _run(*args, cwd, command=(CAM_JAX,)):
      'weight_decay'),
     (('study', f'--config={_config("study_phantom.py")}:huge'),
      "error: unknown config argument 'huge'; choose one of: '', 'tiny', 'large'"),
+    (('train', f'--config={_config("train_phantom.py")}:tiny,mimic'),
+     "error: bad config argument 'tiny,mimic': give at most one size ('', 'tiny', 'large') and "
+     'at most one data set (phantom, siim, siim_png, nih, chexlocalize, csv)'),
     (('train', f'--config={_config("train_phantom.py")}:tiny', '--config.model.name=resnet7'),
      "error: unknown model 'resnet7'; choose one of: resnet101, resnet152, resnet18, resnet34, "
      'resnet50, resnet_tiny, vgg11,'),
@@ -135,3 +145,48 @@ def test_verbs_and_the_api_example_run_outside_the_checkout(tmp_path):
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip().endswith("32 ['accuracy', 'roc_auc']"), proc.stdout[-500:]
+
+
+def test_the_train_and_score_configs_name_a_size_and_a_data_set():
+  from configs import score_phantom, train_phantom  # pylint: disable=g-import-not-at-top
+  for module in (train_phantom, score_phantom):
+    assert module.get_config().to_dict() == module.get_config('phantom').to_dict()
+    assert module.get_config('tiny').data.to_dict() == presets.data_config('tiny').to_dict()
+    for arg in ('siim,tiny', 'tiny,siim'):
+      assert module.get_config(arg).data.to_dict() == presets.data_config('tiny', 'siim').to_dict()
+    assert module.get_config('nih').data.to_dict() == presets.data_config('', 'nih').to_dict()
+    for bad in ('tiny,large', 'siim,nih', 'mimic', 'tiny,'):
+      with pytest.raises(BadInput, match=f"bad config argument '{bad}'"):
+        module.get_config(bad)
+  assert train_phantom.get_config('tiny').train.augment == 'shift'
+  assert train_phantom.get_config('tiny,siim').train.augment == 'crop_rotate'
+
+
+@pytest.mark.slow  # two command-line runs on a fixture SIIM tree: about a minute
+def test_train_then_score_a_prepared_real_data_set(tmp_path):
+  """``cam_jax prepare`` a SIIM-style tree, then ``train`` and ``score`` on it by name; the
+  scored records are the test split's images with their fixture labels and masks."""
+  n = 40
+  pictures, masks = xf.shapes(n, 1024, seed=7)
+  ids = xf.siim_tree(str(tmp_path / 'siim'), pictures, masks)
+  data_args = [f'--config.data.manual_dir={tmp_path / "siim"}',
+               f'--config.data_dir={tmp_path / "data"}', '--config.data.validation_fraction=0.25',
+               '--config.data.test_fraction=0.25', '--config.data.progress=False']
+  code, err = _run('train', f'--config={_config("train_phantom.py")}:tiny,siim', *data_args,
+                   f'--workdir={tmp_path / "train"}', cwd=tmp_path)
+  assert code == 0, err[-5:]
+  ckpt = tmp_path / 'train' / 'checkpoint'
+  assert (ckpt / 'model.json').exists()
+  code, err = _run('score', f'--config={_config("score_phantom.py")}:tiny,siim', *data_args,
+                   f'--config.checkpoint={ckpt}', '--config.score.n_resamples=50',
+                   f'--workdir={tmp_path / "score"}', cwd=tmp_path)
+  assert code == 0, err[-5:]
+  [table] = glob.glob(str(tmp_path / 'data' / 'siim' / '*' / '1.0.0' / 'splits.csv'))
+  with open(table) as f:
+    test_ids = {r['id'] for r in csv.DictReader(f) if r['split'] == 'test'}
+  records = pd.read_csv(tmp_path / 'score' / 'records.csv')
+  assert set(records['id']) == test_ids and len(records) == len(test_ids) > 0
+  truth = {image_id: bool(m.any()) for image_id, m in zip(ids, masks)}
+  assert records['label'].tolist() == [int(truth[i]) for i in records['id']]
+  assert records['has_mask'].tolist() == [truth[i] for i in records['id']]
+  assert records.loc[records['has_mask'], 'ehr_auc'].notna().all()

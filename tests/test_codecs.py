@@ -1,5 +1,6 @@
-"""Mask codecs: SIIM's relative RLE and absolute RLE against hand-worked strings and their own
-encoder, COCO compressed RLE against pycocotools, polygons and boxes against hand cases."""
+"""Mask codecs: SIIM's relative RLE and 0- and 1-based absolute RLE against hand-worked strings
+and their own encoder, 'auto' deciding only what the rows show, COCO compressed RLE against
+pycocotools, polygons and boxes against hand cases."""
 
 import numpy as np
 import pytest
@@ -23,6 +24,23 @@ def test_relative_and_absolute_rle_by_hand():
   assert codecs.encode_rle(want, 'absolute') == '1 2 8 3'
 
 
+def test_one_based_absolute_rle_by_hand():
+  # the same pixels 1, 2 and 8, 9, 10 counted from 1: 2, 3 and 9, 10, 11
+  want = np.zeros(SHAPE, bool)
+  want[1:3, 0] = True
+  want[0:3, 2] = True
+  np.testing.assert_array_equal(codecs.decode_rle('2 2 9 3', SHAPE, 'absolute1'), want)
+  assert codecs.encode_rle(want, 'absolute1') == '2 2 9 3'
+  first = codecs.decode_rle('1 1', SHAPE, 'absolute1')  # pixel 1 is row 0, column 0
+  assert first[0, 0] and first.sum() == 1
+  last = codecs.decode_rle('11 2', SHAPE, 'absolute1')  # pixels 11, 12: column 2, rows 2-3
+  assert last[2, 2] and last[3, 2] and last.sum() == 2
+  with pytest.raises(Rejected, match='past the 12 pixels'):
+    codecs.decode_rle('11 2', SHAPE, 'absolute')
+  with pytest.raises(Rejected, match=r'start 0 in a 1-based \(absolute1\)'):
+    codecs.decode_rle('0 2', SHAPE, 'absolute1')
+
+
 def test_minus_one_is_empty_and_a_run_may_touch_the_last_pixel():
   assert not codecs.decode_rle(' -1', (1024, 1024), 'relative').any()
   assert codecs.encode_rle(np.zeros(SHAPE, bool), 'relative') == '-1'
@@ -32,7 +50,7 @@ def test_minus_one_is_empty_and_a_run_may_touch_the_last_pixel():
     codecs.decode_rle('10 3', SHAPE, 'relative')
 
 
-@pytest.mark.parametrize('encoding', ['relative', 'absolute'])
+@pytest.mark.parametrize('encoding', ['relative', 'absolute', 'absolute1'])
 def test_decode_inverts_encode_on_random_masks(encoding):
   rng = np.random.default_rng(0)
   for _ in range(20):
@@ -75,13 +93,26 @@ def test_auto_decides_per_file_and_fails_loudly_when_it_cannot():
   relative = [codecs.parse_rle('387620 23 996 33 986 43'), None]  # SIIM: 996 < 387620
   absolute = [codecs.parse_rle('1000 5 900000 5 1040000 5')]  # relative would pass the end
   both = [codecs.parse_rle('100 5 200 5')]
+  zero = [codecs.parse_rle('0 5 900000 5')]  # a start of 0: not 1-based
+  last = [codecs.parse_rle('1048570 7')]  # ends on pixel 1048576 counted from 1, past it from 0
   assert codecs.decide_encoding(relative + both, size, 'f.csv') == 'relative'
-  assert codecs.decide_encoding(absolute + both, size, 'f.csv') == 'absolute'
-  assert codecs.decide_encoding([codecs.parse_rle('5 3'), None], size, 'f.csv') == 'absolute'
-  with pytest.raises(BadInput, match='f.csv: cannot tell relative from absolute'):
+  assert codecs.decide_encoding(absolute + both + zero, size, 'f.csv') == 'absolute'
+  assert codecs.decide_encoding(absolute + both + last, size, 'f.csv') == 'absolute1'
+  assert codecs.decide_encoding(last + [None], size, 'f.csv') == 'absolute1'
+  single = [codecs.parse_rle('0 3'), codecs.parse_rle('5 3')]  # one run each: relative reads
+  assert codecs.decide_encoding(single, size, 'f.csv') == 'absolute'  # as absolute does
+  assert codecs.decide_encoding([None, None], size, 'f.csv') == 'absolute'  # no runs at all
+  with pytest.raises(BadInput, match='f.csv: cannot tell the RLE encoding: its rows read '
+                     'validly as any of absolute, absolute1 '):
+    codecs.decide_encoding(absolute + both, size, 'f.csv')  # 0- or 1-based: no row tells
+  with pytest.raises(BadInput, match='any of absolute, absolute1 '):
+    codecs.decide_encoding([codecs.parse_rle('5 3'), None], size, 'f.csv')
+  with pytest.raises(BadInput, match='any of relative, absolute, absolute1 '):
     codecs.decide_encoding(both, size, 'f.csv')
   with pytest.raises(BadInput, match='f.csv: RLE rows disagree'):
     codecs.decide_encoding(relative + absolute, size, 'f.csv')
+  with pytest.raises(BadInput, match='only as absolute1; some only as relative'):
+    codecs.decide_encoding(relative + last, size, 'f.csv')
 
 
 def test_union_runs_merges_overlaps_and_keeps_order():

@@ -1,6 +1,8 @@
 """Preparing a real source end to end on a SIIM fixture tree: the TFDS splits hold the decoded,
 resized images and masks; groups never cross splits; the split and quarantine tables; reruns,
-interruptions, strict mode, parallel decoding and the prepare command."""
+interruptions (a SIGKILLed one cleaned up by the next), strict mode, parallel decoding and the
+prepare command. NIH (boxes), CheXlocalize (COCO RLE and polygons) and both SIIM PNG layouts
+prepared and read back against their fixtures' masks, labels and patients."""
 
 import csv
 import io
@@ -213,6 +215,39 @@ def test_the_prepare_command_prints_the_summary(siim_root, tmp_path):
   assert bad.returncode == 2 and bad.stderr.startswith('error: manual_dir ')
 
 
+def test_a_sigkilled_preparation_is_cleaned_up_by_the_next(siim_root, tmp_path, caplog):
+  """A prepare killed outright leaves its staging and TFDS incomplete folders; the next prepare
+  of the data set, holding its lock, removes them, says so, and prepares it."""
+  script = ('import os, signal, sys\n'
+            'from cam_jax import data, presets\n'
+            'from cam_jax.data import sources\n'
+            "c = presets.data_config('tiny', 'siim')\n"
+            "c.update(manual_dir=sys.argv[1], validation_fraction=0.25, test_fraction=0.25, "
+            'num_workers=1, progress=False)\n'
+            'real, calls = sources.decode, []\n'
+            'def dying(*args):\n'
+            '  calls.append(1)\n'
+            '  if len(calls) == 5:\n'
+            '    os.kill(os.getpid(), signal.SIGKILL)\n'
+            '  return real(*args)\n'
+            'sources.decode = dying\n'
+            'data.prepare(c, sys.argv[2])\n')
+  env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
+  proc = subprocess.run([sys.executable, '-c', script, str(siim_root[0]), str(tmp_path)],
+                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == -9, proc.stderr[-2000:]
+  left = sorted(str(p) for p in tmp_path.rglob('*') if p.is_dir() and
+                p.name.startswith(('staging.', 'incomplete.')))
+  assert [os.path.basename(p).split('.')[0] for p in left] == ['incomplete', 'staging'], left
+  with caplog.at_level('WARNING', logger='cam_jax.data.cache'):
+    summary = data.prepare(_config(siim_root[0]), str(tmp_path))
+  assert summary['fresh'] and sum(c['records'] for c in summary['splits'].values()) == N - 1
+  version = summary['path'].rstrip('/')
+  assert [r.getMessage() for r in caplog.records if r.name == 'cam_jax.data.cache'] == [
+      f'removed {p}, left by an interrupted preparation of {version}' for p in left]
+  assert not [p for p in tmp_path.rglob('*') if p.name.startswith(('staging.', 'incomplete.'))]
+
+
 @pytest.mark.slow  # two processes, each importing the stack: about 20 s
 def test_two_concurrent_prepares_of_one_data_set_take_turns(siim_root, tmp_path):
   script = ('import sys\n'
@@ -256,3 +291,105 @@ def test_a_csv_split_column_is_kept_and_must_not_split_a_patient(tmp_path):
   write(rows)
   with pytest.raises(BadInput, match=r"row 3 img/1.png: .* in train and test \(patient 'p0'\)"):
     data.prepare(config, str(tmp_path / 'b'))
+
+
+def _read_back(config, data_dir):
+  """The summary, id -> (split, record) over every prepared split, and id -> splits.csv row."""
+  summary = data.prepare(config, data_dir)
+  out = {}
+  for split in data.SPLITS:
+    source = data.open_split(config, split, data_dir)
+    for k in range(len(source)):
+      out[data.pipeline.as_text(source[k]['id'])] = (split, source[k])
+  return summary, out, {r['id']: r for r in _splits_table(summary['path'])}
+
+
+def _rectangle(r0, r1, c0, c1, size=64):
+  mask = np.zeros((size, size), bool)
+  mask[r0:r1, c0:c1] = True
+  return mask
+
+
+def _at_32(mask):
+  """A 64 px fixture mask as area-resized to 32 px: 2 x 2 blocks at least half covered."""
+  return mask.reshape(32, 2, 32, 2).mean(axis=(1, 3)) >= 0.5
+
+
+def _lanczos_32(picture):
+  return np.asarray(Image.fromarray(picture).resize((32, 32), Image.Resampling.LANCZOS))
+
+
+def _check_records(summary, out, table, ids, masks, labels, pictures=None):
+  """Every fixture image prepared once, in the split splits.csv names, with its label, mask
+  (and, for lossless files, its resized pixels)."""
+  assert summary['quarantined'] == 0 and sorted(out) == sorted(ids) == sorted(table)
+  for i, image_id in enumerate(ids):
+    split, rec = out[image_id]
+    assert table[image_id]['split'] == split
+    assert int(rec['label']) == labels[i] == int(table[image_id]['label'])
+    assert bool(rec['has_mask']) == bool(masks[i].any()) == (table[image_id]['has_mask'] == 'True')
+    np.testing.assert_array_equal(rec['mask'], _at_32(masks[i]))
+    if pictures is not None:
+      np.testing.assert_array_equal(rec['image'][..., 0], _lanczos_32(pictures[i]))
+
+
+def _prepare_config(name, root, **fields):
+  c = presets.data_config('tiny', name)
+  c.update(dict(manual_dir=str(root), validation_fraction=0.25, test_fraction=0.25,
+                num_workers=1, progress=False), **fields)
+  return c
+
+
+def test_nih_prepared_boxes_classification_only_images_and_patient_splits(tmp_path):
+  pictures = xf.shapes(16, 64, seed=5)[0]
+  patients = [f'{100 + i // 2}' for i in range(16)]  # two images per patient
+  findings = ['No Finding'] * 16
+  for i, found in {0: 'Pneumothorax', 2: 'Pneumothorax|Effusion', 3: 'Effusion',
+                   4: 'Pneumothorax', 6: 'Pneumothorax', 7: 'Infiltration',
+                   8: 'Pneumothorax', 12: 'Pneumothorax'}.items():
+    findings[i] = found
+  boxes = {0: [('Pneumothorax', 10, 20, 8, 4)], 2: [('Pneumothorax', 30, 5, 12, 10)],
+           3: [('Effusion', 2, 2, 20, 20)], 6: [('Pneumothorax', 1, 40, 20, 16),
+                                                ('Pneumothorax', 40, 40, 6, 6)],
+           7: [('Infiltrate', 5, 5, 9, 9)], 12: [('Pneumothorax', 33, 9, 14, 21)]}
+  ids = xf.nih_tree(str(tmp_path / 'nih'), pictures, findings, patients, boxes)
+  masks = np.zeros((16, 64, 64), bool)  # only the Pneumothorax boxes, x y w h by hand
+  masks[0, 20:24, 10:18] = masks[2, 5:15, 30:42] = masks[12, 9:30, 33:47] = True
+  masks[6, 40:56, 1:21] = masks[6, 40:46, 40:46] = True
+  labels = [int('Pneumothorax' in f) for f in findings]
+  summary, out, table = _read_back(_prepare_config('nih', tmp_path / 'nih'), str(tmp_path))
+  _check_records(summary, out, table, ids, masks, labels, pictures)
+  for i in (4, 8):  # positive, no box: kept for classification, marked so
+    assert labels[i] == 1 and not out[ids[i]][1]['has_mask'] and not out[ids[i]][1]['mask'].any()
+  assert sum(s['with_mask'] for s in summary['splits'].values()) == 4
+  assert sum(s['positive'] for s in summary['splits'].values()) == 6
+  split_of_patient = {}
+  for i, image_id in enumerate(ids):
+    assert table[image_id]['patient'] == patients[i]
+    assert split_of_patient.setdefault(patients[i], out[image_id][0]) == out[image_id][0]
+  assert len(set(split_of_patient.values())) == 3
+
+
+@pytest.mark.parametrize('form', ['segmentations', 'annotations'])
+def test_chexlocalize_prepared_masks_of_the_task(tmp_path, form):
+  pictures = xf.shapes(8, 64, seed=6)[0]
+  lesions = [None, (5, 9, 30, 40), None, (20, 41, 3, 17), None, (40, 60, 40, 63), None,
+             (0, 12, 50, 64)]
+  ids = xf.chexlocalize_tree(str(tmp_path / 'cx'), pictures, lesions, form)
+  masks = np.array([_rectangle(*r) if r else np.zeros((64, 64), bool) for r in lesions])
+  summary, out, table = _read_back(_prepare_config('chexlocalize', tmp_path / 'cx'),
+                                   str(tmp_path))
+  _check_records(summary, out, table, ids, masks, [int(r is not None) for r in lesions])
+  assert [table[i]['patient'] for i in ids] == [f'patient{64541 + k}' for k in range(8)]
+
+
+@pytest.mark.parametrize('layout', ['a', 'b'])
+def test_siim_png_layouts_prepared_with_their_masks(tmp_path, layout):
+  pictures = xf.shapes(8, 64, seed=8)[0]
+  rectangles = [None, (3, 20, 10, 31), None, (33, 50, 2, 9), None, (0, 64, 60, 64), None,
+                (10, 11, 10, 12)]
+  masks = np.array([_rectangle(*r) if r else np.zeros((64, 64), bool) for r in rectangles])
+  ids = xf.siim_png_tree(str(tmp_path / 'png'), pictures, masks, layout)
+  summary, out, table = _read_back(_prepare_config('siim_png', tmp_path / 'png'), str(tmp_path))
+  _check_records(summary, out, table, ids, masks, [int(r is not None) for r in rectangles],
+                 pictures)

@@ -154,8 +154,25 @@ def test_siim_mask_of_another_size_and_overlaps_in_absolute_files(tmp_path):
 
 def test_siim_auto_encoding_refuses_an_ambiguous_file(tmp_path):
   _siim_with_rows(tmp_path, [(xf.siim_uid(0), '100 5 200 5')], n_dicoms=1)
-  with pytest.raises(BadInput, match='stage_2_train.csv: cannot tell relative from absolute'):
+  with pytest.raises(BadInput, match='stage_2_train.csv: cannot tell the RLE encoding'):
     _read('siim', tmp_path)
+
+
+def test_siim_one_based_absolute_rle_given_or_told_by_a_run_on_the_last_pixel(tmp_path):
+  u = xf.siim_uid
+  # 1-based: '1 1 1025 2' is pixel 0 and pixels 1024, 1025 (column 1, rows 0-1); '1048575 2'
+  # the last two pixels (column 1023, rows 1022-1023), past the end when read 0-based.
+  _siim_with_rows(tmp_path, [(u(0), '1 1 1025 2'), (u(1), '1048575 2')], n_dicoms=2)
+  first, last = np.zeros((1024, 1024), bool), np.zeros((1024, 1024), bool)
+  first[0, 0] = first[0:2, 1] = True
+  last[1022:, 1023] = True
+  for encoding in ('absolute1', 'auto'):
+    got, quarantined = _read('siim', tmp_path, size=1024, encoding=encoding)
+    assert quarantined == []
+    np.testing.assert_array_equal(got[u(0)]['mask'], first)
+    np.testing.assert_array_equal(got[u(1)]['mask'], last)
+  got, quarantined = _read('siim', tmp_path, size=1024, encoding='absolute')
+  assert [r for r, why in quarantined if 'past the 1048576 pixels' in why] == [f'row 3 {u(1)}']
 
 
 def test_siim_png_layout_a_with_label_and_mask_faults(tmp_path):

@@ -2,10 +2,12 @@
 boxes, each to a boolean (H, W) mask.
 
 Run-length encodings are column-major (the flat index runs down a column first), as in the
-SIIM-ACR competition's ``mask_functions.py``, and 0-based. ``relative``: each start counts the
-pixels since the end of the previous run (SIIM's ``train-rle.csv`` and ``stage_2_train.csv``);
-``absolute``: each start is the flat index itself, strictly increasing. With one run the two
-read the same. A bad encoding raises ``Rejected`` with the reason; the caller quarantines it.
+SIIM-ACR competition's ``mask_functions.py``. ``relative``: each start counts the pixels since
+the end of the previous run, 0-based (SIIM's ``train-rle.csv`` and ``stage_2_train.csv``);
+``absolute``: each start is the 0-based flat index itself, strictly increasing; ``absolute1``:
+the same, 1-based (the first pixel is 1, as in Kaggle's usual run-length submissions).
+``auto`` picks one per file from the rows only some readings make valid, or fails. A bad
+encoding raises ``Rejected`` with the reason; the caller quarantines it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from PIL import Image, ImageDraw
 
 from cam_jax.core.errors import BadInput
 
-ENCODINGS = ('relative', 'absolute', 'auto')
+ENCODINGS = ('relative', 'absolute', 'absolute1', 'auto')
+READINGS = ENCODINGS[:-1]  # what 'auto' chooses from
 
 
 class Rejected(Exception):
@@ -40,9 +43,14 @@ def parse_rle(text: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def absolute_starts(starts: np.ndarray, lengths: np.ndarray, encoding: str) -> np.ndarray:
-  """The flat start index of every run under ``encoding`` ('relative' or 'absolute')."""
+  """The 0-based flat start index of every run under ``encoding`` (one of ``READINGS``);
+  ``Rejected`` for a start of 0 in a 1-based encoding."""
   if encoding == 'absolute':
     return starts
+  if encoding == 'absolute1':
+    if (starts < 1).any():
+      raise Rejected('RLE start 0 in a 1-based (absolute1) encoding')
+    return starts - 1
   ends_before = np.concatenate([[0], np.cumsum(starts + lengths)[:-1]])
   return ends_before + starts
 
@@ -66,25 +74,35 @@ def fits(runs, encoding: str, size: int | None) -> bool:
 
 
 def decide_encoding(rows: list, size: int | None, where: str) -> str:
-  """'relative' or 'absolute' for a file's parsed rows (None for '-1'), from the rows that only
-  one reading makes valid; ``BadInput`` naming ``where`` (the file) when no row tells them apart
-  or rows disagree: never a silent guess."""
-  votes = {'relative': 0, 'absolute': 0}
+  """One of ``READINGS`` for a file's parsed rows (None for '-1'): the reading that every row
+  valid under only some readings allows (a row valid under none is left to the quarantine).
+  ``BadInput`` naming ``where`` (the file) when such rows disagree or more than one reading
+  stays possible (relative or absolute, 0- or 1-based): never a silent guess. Only when every
+  row has at most one run do relative and absolute read alike, and count as one."""
+  possible, informative = set(READINGS), []
   for runs in rows:
-    if runs is None or len(runs[0]) < 2:
+    if runs is None:
       continue
-    ok = {e: fits(runs, e, size) for e in votes}
-    if ok['relative'] != ok['absolute']:
-      votes['relative' if ok['relative'] else 'absolute'] += 1
-  if votes['relative'] and votes['absolute']:
-    raise BadInput(f'{where}: RLE rows disagree on the encoding ({votes["relative"]} read only '
-                     f'as relative, {votes["absolute"]} only as absolute); set the encoding')
-  if not any(votes.values()):
-    if any(runs is not None and len(runs[0]) >= 2 for runs in rows):
-      raise BadInput(f'{where}: cannot tell relative from absolute RLE (every multi-run row '
-                       'is valid both ways); set the encoding to relative or absolute')
-    return 'absolute'  # every row has at most one run: both readings give the same masks
-  return max(votes, key=votes.get)
+    ok = frozenset(e for e in READINGS if fits(runs, e, size))
+    if ok and ok != set(READINGS):
+      informative.append(ok)
+      possible &= ok
+  if not possible:
+    kinds = sorted({' or '.join(sorted(ok)) for ok in informative})
+    raise BadInput(f'{where}: RLE rows disagree on the encoding (some read only as '
+                   f'{"; some only as ".join(kinds)}); set the encoding')
+  runs = [r for r in rows if r is not None]
+  if not runs:
+    return 'absolute'  # no row has a run: every reading gives the same (empty) masks
+  if all(len(r[0]) == 1 for r in runs) and {'relative', 'absolute'} <= possible:
+    possible.discard('relative')  # one run per row: relative and absolute read alike
+  if len(possible) > 1:
+    left = ', '.join(e for e in READINGS if e in possible)
+    raise BadInput(f'{where}: cannot tell the RLE encoding: its rows read validly as any of '
+                   f'{left} (what tells them apart: a start of 0 for 0-based, a run that fits '
+                   'only when counted from 1 for 1-based, a row only relative reads for '
+                   'relative); set the encoding to one of them')
+  return possible.pop()
 
 
 def union_runs(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +144,8 @@ def encode_rle(mask: np.ndarray, encoding: str) -> str:
   lengths = ends - starts
   if encoding == 'relative':
     starts = starts - np.concatenate([[0], ends[:-1]])
+  elif encoding == 'absolute1':
+    starts = starts + 1
   return ' '.join(f'{s} {n}' for s, n in zip(starts, lengths))
 
 

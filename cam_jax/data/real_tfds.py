@@ -277,7 +277,7 @@ def load(data_config, data_dir: str):
     tfds.disable_progress_bar()
     parent = os.path.dirname(found.data_dir)
     os.makedirs(parent, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix='staging.', dir=parent) as staging:
+    with tempfile.TemporaryDirectory(prefix=cache.STAGING_PREFIX, dir=parent) as staging:
       found.staging_dir, found.run = staging, run
       found.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))

@@ -166,8 +166,8 @@ def _resolve(parsed, encoding, size, path, id_key, quarantine):
   kept = []
   for n, row, runs in parsed:
     if runs is not None:
-      starts = codecs.absolute_starts(*runs, encoding)
       try:
+        starts = codecs.absolute_starts(*runs, encoding)
         codecs.check_runs(starts, runs[1], size)
       except Rejected as e:
         quarantine.append(Quarantined(path, f'row {n} {row.get(id_key, "")}', str(e)))
