@@ -16,7 +16,6 @@ import sys
 import time
 import traceback
 
-import jax
 from absl import app, flags, logging
 
 from cam_jax.core import processes
@@ -39,7 +38,7 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', -1, "This process's index, 0 to
 
 
 def log(message: str) -> None:
-  if jax.process_count() > 1 and not processes.is_primary():
+  if not processes.is_primary():
     return
   print(f'[{time.time() - _T0:7.1f}s] {message}', flush=True)
 

@@ -228,12 +228,12 @@ class _Run:
         done = step + 1
         self.pending.append((done, metrics, batch['id']))
         epoch_end = done % self.steps_per_epoch == 0
-        flush = (epoch_end or (every > 0 and done % every == 0) or done % log_every == 0
-                 or done == self.total)
+        periodic = every > 0 and done % every == 0
+        flush = epoch_end or periodic or done % log_every == 0 or done == self.total
         stopping = self._stopping(stop, flush)
         if flush or stopping:
           self._flush(done)
-        save = epoch_end or (every > 0 and done % every == 0) or stopping
+        save = epoch_end or periodic or stopping
         if epoch_end:
           row = self._evaluate(state, done)
           self._save(state, done, row['roc_auc'] if row['roc_auc'] is not None else -1.0)
