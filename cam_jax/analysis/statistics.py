@@ -24,7 +24,9 @@ PAIRED_COLUMNS = ['a', 'b', 'point', 'low', 'high', 'n', 'n_skipped']
 TEST_COLUMNS = ['a', 'b', 'test', 'statistic', 'p', 'p_holm', 'n', 'note']
 
 
-def _resample_indices(n, n_resamples, seed):
+def resample_indices(n, n_resamples, seed):
+  """(n_resamples, n) item indices drawn with replacement from numpy's default_rng(seed): the
+  draws every bootstrap here shares, so intervals computed with one seed pair up."""
   if n == 0:
     raise ValueError('cannot bootstrap an empty sample')
   if n_resamples < 1:
@@ -32,7 +34,8 @@ def _resample_indices(n, n_resamples, seed):
   return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
 
 
-def _percentile_interval(stats, confidence):
+def percentile_interval(stats, confidence):
+  """(low, high): the central ``confidence`` share of the bootstrap ``stats``."""
   if not 0 < confidence < 1:
     raise ValueError(f'confidence must be in (0, 1), got {confidence}')
   alpha = 1 - confidence
@@ -51,9 +54,9 @@ def bootstrap_ci(values, statistic=np.mean, n_resamples=2000, confidence=0.95, s
   values = np.asarray(values)
   if values.ndim != 1:
     raise ValueError(f'values must be 1-D, got shape {values.shape}')
-  idx = _resample_indices(values.size, n_resamples, seed)
+  idx = resample_indices(values.size, n_resamples, seed)
   stats = statistic(values[idx], axis=-1)
-  return (float(statistic(values, axis=-1)), *_percentile_interval(stats, confidence))
+  return (float(statistic(values, axis=-1)), *percentile_interval(stats, confidence))
 
 
 def bootstrap_cis(fn, arrays, n_resamples=2000, confidence=0.95, seed=0) -> dict:
@@ -70,7 +73,7 @@ def bootstrap_cis(fn, arrays, n_resamples=2000, confidence=0.95, seed=0) -> dict
   n = len(arrays[0])
   if any(len(a) != n for a in arrays):
     raise ValueError(f'arrays differ in length: {[len(a) for a in arrays]}')
-  rows = _resample_indices(n, n_resamples, seed)
+  rows = resample_indices(n, n_resamples, seed)
   points = fn(*arrays)
   stats = {name: [] for name, value in points.items() if value is not None}
   for row in rows:
@@ -81,7 +84,7 @@ def bootstrap_cis(fn, arrays, n_resamples=2000, confidence=0.95, seed=0) -> dict
     for name, collected in stats.items():
       if values[name] is not None:
         collected.append(values[name])
-  return {name: (float(points[name]), *_percentile_interval(collected, confidence),
+  return {name: (float(points[name]), *percentile_interval(collected, confidence),
                  n_resamples - len(collected))
           for name, collected in stats.items() if collected}
 
@@ -133,11 +136,11 @@ def _aligned(samples: Mapping[str, np.ndarray], min_samples: int = 1) -> np.ndar
 
 
 def _paired_table(names, points, boot, confidence, n, n_skipped) -> pd.DataFrame:
-  rows = [(a, '', float(points[i]), *_percentile_interval(boot[:, i], confidence), n, n_skipped)
+  rows = [(a, '', float(points[i]), *percentile_interval(boot[:, i], confidence), n, n_skipped)
           for i, a in enumerate(names)]
   for i, j in itertools.combinations(range(len(names)), 2):
     rows.append((names[i], names[j], float(points[i] - points[j]),
-                 *_percentile_interval(boot[:, i] - boot[:, j], confidence), n, n_skipped))
+                 *percentile_interval(boot[:, i] - boot[:, j], confidence), n, n_skipped))
   return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
@@ -153,7 +156,7 @@ def paired_bootstrap(samples: Mapping[str, np.ndarray], statistic=np.mean, n_res
   per-resample differences).  NaN items raise ValueError: align first.
   """
   values = _aligned(samples)
-  idx = _resample_indices(values.shape[1], n_resamples, seed)
+  idx = resample_indices(values.shape[1], n_resamples, seed)
   boot = np.stack([statistic(v[idx], axis=-1) for v in values], axis=1)
   return _paired_table(list(samples), statistic(values, axis=-1), boot, confidence,
                        values.shape[1], 0)
@@ -197,7 +200,7 @@ def paired_bootstrap_fn(quantities: Mapping[str, Callable[[np.ndarray], float]],
   points = _points(quantities, n_items)
   if np.isnan(points).any():
     raise ValueError(f'NaN on the full sample for {np.asarray(list(quantities))[np.isnan(points)]}')
-  boot = _evaluate(quantities, _resample_indices(n_items, n_resamples, seed))
+  boot = _evaluate(quantities, resample_indices(n_items, n_resamples, seed))
   keep = ~np.isnan(boot).any(axis=1)
   if not keep.any():
     raise ValueError('every resample was undefined for some model')
@@ -352,12 +355,12 @@ def spearman_bootstrap(x: Mapping[str, Quantity], y: Mapping[str, Quantity], *, 
     out['note'] = f'{" and ".join(constant)} constant across models: rho undefined'
     return out
   out['rho'] = float(_rank_correlation(points[:1], points[1:])[0])
-  idx = _resample_indices(n_items, n_resamples, seed)
+  idx = resample_indices(n_items, n_resamples, seed)
   rho = _rank_correlation(_evaluate(x, idx), _evaluate(y, idx))
   rho = rho[~np.isnan(rho)]
   out['n_skipped'] = n_resamples - rho.size
   if not rho.size:
     out['note'] = 'every resample undefined'
     return out
-  out['low'], out['high'] = _percentile_interval(rho, confidence)
+  out['low'], out['high'] = percentile_interval(rho, confidence)
   return out
