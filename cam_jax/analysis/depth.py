@@ -112,6 +112,10 @@ def _check_records(records: pd.DataFrame, metric: str) -> None:
     raise BadInput(f'records lack columns {missing}')
   if records.empty:
     raise BadInput('records are empty')
+  depths = pd.to_numeric(records['depth'], errors='coerce')
+  if not (depths.notna() & (depths == depths.round())).all():
+    bad = records.loc[~(depths.notna() & (depths == depths.round())), 'model'].iloc[0]
+    raise BadInput(f'model {bad!r}: column \'depth\' must be an integer (weight layers)')
   varying = records.groupby('model')[list(MODEL_COLUMNS)].nunique()
   for column in MODEL_COLUMNS:
     bad = varying.index[varying[column] > 1]
@@ -156,6 +160,8 @@ def _design(records: pd.DataFrame, metric: str, minus: np.ndarray | None = None)
     raise BadInput(f'model {bad!r}: column \'prob\' must be finite on every image for {metric}')
   labels = labels.iloc[0].to_numpy().astype(bool)
   if metric == 'roc_auc':
+    if labels.all() or not labels.any():
+      raise BadInput(f'roc_auc needs both labels; every image has label {int(labels[0])}')
     grid = probs
   elif metric == 'accuracy':
     grid = ((probs >= 0.5) == labels).astype(np.float64)
@@ -347,9 +353,10 @@ def depth_trend(records: pd.DataFrame, metric: str, *, test: str = 'slope_t',
   slope test: the image effects are shared by every model and cancel from the model means, and
   with every model scored on the same images (balanced) the mixed model's slope estimate and its
   test of a between-model covariate equal OLS on the model means (Murtaugh, "Simplicity and
-  complexity in ecological data analysis", Ecology 2007).  It assumes seeds of one depth are
-  independent; an image x depth interaction they share makes it liberal, which the bootstrap CI,
-  resampling images, does reflect.
+  complexity in ecological data analysis", Ecology 2007); balanced means the metric is defined on
+  the same images for every model (true of mask-based metrics, masks being per image).  It
+  assumes seeds of one depth are independent; an image x depth interaction they share makes it
+  liberal, which the bootstrap CI, resampling images, does reflect.
   test='permutation': the exact permutation test: every distinct assignment of the depth labels
   to the family's models, statistic the OLS slope, p = share of assignments with |slope| >=
   the observed.  Its floor is 1 / K for K assignments, 2 / K with evenly spaced depths (the
@@ -563,6 +570,8 @@ def holm_all(tables: list[pd.DataFrame]) -> list[pd.DataFrame]:
   """Copies of ``tables`` with ``p_holm``: the Holm adjustment (``statistics.holm``; Holm 1979)
   over every test of all of them together, the rows with a non-NaN p (NaN p stays NaN), so the
   family-wise error rate holds over everything a report claims, not per metric."""
+  if not tables:
+    return []
   for i, table in enumerate(tables):
     if 'p' not in table.columns:
       raise BadInput(f'table {i} has no column \'p\'')
