@@ -20,8 +20,8 @@ from cam_jax.testing.host_metrics import localisation_metrics_numpy
 
 KEYS = {'ehr_auc', 'pointing_game', 'pointing_game_weighted', 'relevance_mass',
         'relevance_mass_weighted', 'relevance_rank', 'top_k', 'iou', 'dice', 'iou_grid',
-        'dice_grid', 'otsu_threshold', 'iou_otsu', 'dice_otsu', 'pixel_roc_auc', 'pixel_pr_auc',
-        'mask_fraction', 'flags'}
+        'dice_grid', 'otsu_threshold', 'iou_otsu', 'dice_otsu', 'iou_otsu_plain',
+        'dice_otsu_plain', 'pixel_roc_auc', 'pixel_pr_auc', 'mask_fraction', 'flags'}
 batched = jax.jit(jax.vmap(localisation_metrics))
 
 
@@ -77,8 +77,10 @@ def test_hand_case_every_metric():
       # uint8(255 * h): 0 (x2), 51, 76, 153 (x3), 255. Between-class variance
       # (N s1 - S n1)^2 / (n1 n2) with N = 8, S = 841, at the splits after
       # 0: 1682^2/12 = 235760; 51: 2115^2/15 = 298215; 76: 2348^2/16 = 344569;
-      # 153: 1199^2/7 = 205372. Best: level 76; uint8 > 76 is the same 4 pixels as heat >= .5.
-      'otsu_threshold': 76 / 255, 'iou_otsu': 2 / 5, 'dice_otsu': 4 / 7,
+      # 153: 1199^2/7 = 205372. Best: level 76; uint8 > 76 is the same 4 pixels as heat >= .5,
+      # one 8-connected blob without holes, which filling its contour leaves as it is.
+      'otsu_threshold': 76 / 255, 'iou_otsu_plain': 2 / 5, 'dice_otsu_plain': 4 / 7,
+      'iou_otsu': 2 / 5, 'dice_otsu': 4 / 7,
   }
   for key, value in expected.items():
     assert float(out[key]) == pytest.approx(value, abs=1e-6), key
@@ -183,6 +185,7 @@ def test_pointing_game_hit_miss_ties_and_constant():
   out = localisation_metrics(np.full((4, 4), 0.7, np.float32), np.ones((4, 4), bool))
   assert float(out['pointing_game']) == 0.0 and int(out['flags']) == FLAG_CONSTANT
   assert float(out['otsu_threshold']) == 0.0 and float(out['iou_otsu']) == 0.0
+  assert float(out['iou_otsu_plain']) == 0.0
 
 
 def test_iou_dice_at_half():
@@ -279,7 +282,7 @@ def test_otsu_level_matches_cv2_on_tricky_histograms():
   np.testing.assert_array_equal(ours, theirs)
 
 
-def test_otsu_through_the_metrics_matches_cv2():
+def test_plain_otsu_through_the_metrics_is_cv2s_binary():
   heats, masks = _cam_like(np.random.default_rng(3), 24, 32)
   heats[2] = 0.7  # constant: CheXlocalize's 0/0 map; we binarise it to nothing
   heats[3] = np.where(np.arange(32)[:, None] < 10, 0.2, 0.9)  # two-valued: uint8 {0, 255}
@@ -291,7 +294,7 @@ def test_otsu_through_the_metrics_matches_cv2():
     pred, mask = binary > 0, masks[i]
     union = (pred | mask).sum()
     iou = (pred & mask).sum() / union if union else 0.0
-    assert float(out['iou_otsu'][i]) == pytest.approx(iou, abs=1e-6), i
+    assert float(out['iou_otsu_plain'][i]) == pytest.approx(iou, abs=1e-6), i
   assert float(out['otsu_threshold'][3]) == 0.0  # two values: the lower one, as cv2
 
 

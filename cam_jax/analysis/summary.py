@@ -17,7 +17,8 @@ from cam_jax.metrics import classification, localisation
 
 LOCALISATION_METRICS = ('ehr_auc', 'pointing_game', 'pointing_game_weighted', 'relevance_mass',
                         'relevance_mass_weighted', 'relevance_rank', 'top_k', 'iou', 'dice',
-                        'iou_otsu', 'dice_otsu', 'pixel_roc_auc', 'pixel_pr_auc')
+                        'iou_otsu', 'dice_otsu', 'iou_otsu_plain', 'dice_otsu_plain',
+                        'pixel_roc_auc', 'pixel_pr_auc')
 FAITHFULNESS_METRICS = ('deletion_auc', 'insertion_auc', 'road_morf', 'road_lerf')
 SIZE_STRATA = ('small', 'medium', 'large')
 SUMMARY_COLUMNS = ['metric', 'value', 'low', 'high', 'n', 'n_skipped', 'note']

@@ -12,7 +12,9 @@ IEEE bit pattern (which orders like the value for non-negative floats) and the m
 uint32, ``bits * 2 + mask``: XLA's CPU sort is several times faster on one integer operand than on
 floats or on several operands, and within a run of equal heat the outside-mask pixels come first.
 Ties are exact: tie groups are found from the sorted bits with a running-max scan, and a rank cut
-that falls inside a tie group scores the expected value over the orders of that group.
+that falls inside a tie group scores the expected value over the orders of that group. The one
+spatial step is CheXlocalize's contour fill of the Otsu binary (``fill_contours``), a flood fill
+of the (H, W) background.
 
 Degenerate cases: with an empty mask every metric of overlap with it is 0, except
 ``pixel_roc_auc`` (0.5, chance: ROC-AUC is undefined with one class); a full mask scores
@@ -70,7 +72,10 @@ def localisation_metrics(heat, mask, *, top_k: int | None = None) -> dict:
       heat inside the mask at pixels >= t over the number of pixels >= t; trapezoid area over q.
     pointing_game: Zhang et al. (IJCV 2018, "Top-down neural attention by excitation backprop"):
       1 when the maximum lies in the mask; pixels tied at the maximum score the fraction of them in
-      the mask; a constant map is a miss.
+      the mask; a constant map is a miss. Without Zhang et al.'s 15 px tolerance, so it is
+      CheXlocalize's hit rate (eval.py: the mask at the map's argmax) but for ties, which
+      CheXlocalize breaks by taking the first maximum in row-major order (a constant map hits
+      when pixel (0, 0) is in the mask).
     pointing_game_weighted: pointing_game * (1 - mask area / image area), the size-weighted form.
     relevance_mass: heat inside the mask / total heat (Wang et al., CVPRW 2020, Score-CAM's
       energy-based pointing game; Arras, Osman & Samek, Information Fusion 2022, CLEVR-XAI's
@@ -86,10 +91,16 @@ def localisation_metrics(heat, mask, *, top_k: int | None = None) -> dict:
     iou, dice: IoU (Jaccard) and Dice of heat >= 0.5 against the mask (0 when both are empty).
     iou_grid, dice_grid: the same at every threshold of ``THRESHOLDS``, to tune one on validation
       data (Saporta et al., Nature Machine Intelligence 2022, CheXlocalize): ``tuned_threshold``.
-    otsu_threshold, iou_otsu, dice_otsu: CheXlocalize's binarisation: the map min-maxed to uint8
+      CheXlocalize's tuned binary is the plain ``map > t`` (no contour step, unlike its Otsu
+      path), as here, but with a strict ``>``, on the grid 0.2, 0.3, ..., 0.7, and its tuning
+      skips images whose binary is empty, where this grid has ``>=``, 19 thresholds and IoU 0.
+    otsu_threshold, iou_otsu_plain, dice_otsu_plain: the map min-maxed to uint8
       (``uint8(255 * (h - min) / (max - min))``, truncated), Otsu's level L (Otsu, IEEE SMC 1979) as
       ``cv2.threshold(..., THRESH_OTSU)`` picks it (``otsu_level``), binary = uint8 > L;
       ``otsu_threshold`` is L / 255.
+    iou_otsu, dice_otsu: CheXlocalize's Otsu segmentation (Saporta et al. 2022,
+      heatmap_to_segmentation.py) as CheXlocalize computes it: that binary with its contours
+      filled (``fill_contours``: holes filled, isolated one-pixel specks dropped).
     pixel_roc_auc: per-image ROC-AUC of heat as a score for mask pixels, ties counted 1/2
       (Mann-Whitney); 0.5 when the mask is empty or full.
     pixel_pr_auc: average precision of the same (sklearn's ``average_precision_score``: sum over
@@ -115,7 +126,11 @@ def localisation_metrics(heat, mask, *, top_k: int | None = None) -> dict:
   ehr, has_heat = _ehr_auc(s)
   iou_grid, dice_grid = _overlap(s, _positions(s, jnp.asarray(THRESHOLDS, jnp.float32)))
   level, otsu_start = _otsu(s)
-  iou_otsu, dice_otsu = _overlap(s, otsu_start)
+  iou_plain, dice_plain = _overlap(s, otsu_start)
+  plain = _uint8(flat, s.heat[0], s.heat[-1] - s.heat[0]).reshape(heat.shape) > level
+  segmentation = fill_contours(plain)
+  iou_otsu, dice_otsu = _iou_dice(jnp.sum(segmentation & mask.astype(bool)),
+                                  jnp.sum(segmentation), n_mask)
   total = jnp.sum(flat)
   mass = s.inside_from[0] / jnp.where(total > 0, total, 1.0)  # no heat: 0 / 1
   roc, pr = _roc_pr(s)
@@ -135,6 +150,8 @@ def localisation_metrics(heat, mask, *, top_k: int | None = None) -> dict:
       'otsu_threshold': level / 255,
       'iou_otsu': iou_otsu,
       'dice_otsu': dice_otsu,
+      'iou_otsu_plain': iou_plain,
+      'dice_otsu_plain': dice_plain,
       'pixel_roc_auc': roc,
       'pixel_pr_auc': pr,
       'mask_fraction': fraction,
@@ -224,8 +241,12 @@ def _ehr_auc(s):
 def _overlap(s, start):
   """IoU and Dice of the pixels from sorted position ``start`` on (any shape) vs the mask."""
   pos = s.cum_pos[-1]
-  pred = s.n - start
-  inter = pos - s.cum_pos[start]
+  return _iou_dice(pos - s.cum_pos[start], s.n - start, pos)
+
+
+def _iou_dice(inter, pred, pos):
+  """IoU and Dice from the pixel counts of intersection, prediction and mask (0 when both are
+  empty)."""
   union = pred + pos - inter
   iou = jnp.where(union > 0, inter / jnp.maximum(union, 1), 0.0)
   dice = jnp.where(pred + pos > 0, 2 * inter / jnp.maximum(pred + pos, 1), 0.0)
@@ -258,14 +279,84 @@ def _otsu(s):
   """(Otsu level, sorted position where uint8 > level starts) on CheXlocalize's uint8 map,
   ``uint8(255 * (h - min) / (max - min))``, which is ascending along the sort like the heat."""
   low, span = s.heat[0], s.heat[-1] - s.heat[0]
-
-  def u8(j):
-    scaled = jnp.floor(255 * ((s.heat[j] - low) / jnp.where(span > 0, span, 1)))
-    return jnp.where(span > 0, scaled, 0).astype(jnp.int32)
-
-  at_most = _count_at_most(s, u8, jnp.arange(256))
+  at_most = _count_at_most(s, lambda j: _uint8(s.heat[j], low, span), jnp.arange(256))
   level = otsu_level(jnp.diff(at_most, prepend=0))
   return level, at_most[level]
+
+
+def _uint8(heat, low, span):
+  """CheXlocalize's uint8 map of ``heat`` (>= 0) with minimum ``low`` and range ``span``:
+  ``uint8(255 * (h - low) / span)``, truncated, as int32; 0 where the map is constant."""
+  scaled = jnp.floor(255 * ((heat - low) / jnp.where(span > 0, span, 1)))
+  return jnp.where(span > 0, scaled, 0).astype(jnp.int32)
+
+
+@jax.jit
+def otsu_masks(heat):
+  """(plain, segmentation): bool (H, W) binarisations of one heat map at its Otsu level, as
+  ``localisation_metrics`` scores them: ``uint8 > L`` (``iou_otsu_plain``) and CheXlocalize's
+  segmentation, its contours filled (``iou_otsu``; ``fill_contours``)."""
+  heat = _image(jnp.asarray(heat, jnp.float32), 'heat')
+  heat = jnp.where(heat > 0, heat, 0.0)
+  low = jnp.min(heat)
+  u8 = _uint8(heat, low, jnp.max(heat) - low)
+  plain = u8 > otsu_level(jnp.bincount(jnp.ravel(u8), length=256))
+  return plain, fill_contours(plain)
+
+
+@jax.jit
+def fill_contours(binary):
+  """CheXlocalize's contour step on a bool (H, W) binary (Saporta et al. 2022,
+  heatmap_to_segmentation.py): ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)``, every
+  contour of more than one point drawn as a filled polygon with PIL.
+
+  The union of those polygons is the binary with its holes filled, less its isolated pixels: the
+  contours trace 8-connected foreground, so a hole is background not 4-connected to the image
+  border (found by flood fill, ``_flood``), and a pixel with no foreground among its eight
+  neighbours has a one-point contour, which CheXlocalize drops, unless it lies in a hole of
+  another component (then that component's polygon covers it). Thin lines are kept (their
+  contours have two points or more and are drawn as outlines).
+  """
+  binary = _image(jnp.asarray(binary, bool), 'binary')
+  free = ~binary
+  rows, cols = jnp.indices(binary.shape)
+  edge = (rows == 0) | (rows == binary.shape[0] - 1) | (cols == 0) | (cols == binary.shape[1] - 1)
+  outside = _flood(free, free & edge)
+  padded = jnp.pad(binary, 1)
+  height, width = binary.shape
+  neighbours = sum(padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width].astype(jnp.int32)
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+  # An isolated pixel's eight neighbours are background and 4-connected around it, so the one
+  # above it (the frame past the border counts as outside) says whether it lies outside.
+  above = jnp.pad(outside, ((1, 0), (0, 0)), constant_values=True)[:-1]
+  speck = binary & (neighbours == 0) & above
+  return ~outside & ~speck
+
+
+def _image(x, name):
+  if x.ndim != 2:
+    raise BadInput(f'{name} must be one (H, W) image; got shape {x.shape}')
+  return x
+
+
+def _flood(free, seed):
+  """The ``free`` pixels 4-connected to ``seed`` (a subset of ``free``): each round spreads the
+  reached set along whole runs of free pixels in every row, both ways, then every column, with a
+  log-depth scan, until a round adds nothing (rounds: the turns of the longest path, plus 1)."""
+
+  def along(reached, axis, reverse):
+    # x_i = r_i | (f_i & x_(i-1)); (r, f) pairs compose associatively.
+    step = lambda a, b: (b[0] | (b[1] & a[0]), a[1] & b[1])
+    return jax.lax.associative_scan(step, (reached, free), reverse=reverse, axis=axis)[0]
+
+  def round_(state):
+    reached, _ = state
+    new = reached
+    for axis in (0, 1):
+      new = along(along(new, axis, False), axis, True)
+    return new, jnp.any(new != reached)
+
+  return jax.lax.while_loop(lambda state: state[1], round_, (seed, jnp.bool_(True)))[0]
 
 
 def otsu_level(counts):

@@ -15,8 +15,8 @@ BASELINE = 'random heat map'
 OVERLAYS, SANITY_PLOT, DEPTH_PLOT = 'overlays.png', 'sanity.png', 'metrics_by_depth.png'
 HEAT_METRICS = ('ehr_auc', 'pointing_game', 'pointing_game_weighted', 'relevance_mass',
                 'relevance_mass_weighted', 'relevance_rank', 'top_k')
-MASK_METRICS = ('iou', 'dice', 'iou_otsu', 'dice_otsu', 'iou_tuned', 'dice_tuned',
-                'pixel_roc_auc', 'pixel_pr_auc')
+MASK_METRICS = ('iou', 'dice', 'iou_otsu', 'dice_otsu', 'iou_otsu_plain', 'dice_otsu_plain',
+                'iou_tuned', 'dice_tuned', 'pixel_roc_auc', 'pixel_pr_auc')
 COMPARED = ('accuracy', 'roc_auc', 'ehr_auc', 'pointing_game', 'relevance_mass', 'iou_otsu',
             'pixel_pr_auc', 'deletion_auc', 'insertion_auc')
 BY_SIZE = ('ehr_auc', 'pointing_game', 'relevance_mass', 'pixel_pr_auc')

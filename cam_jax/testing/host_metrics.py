@@ -4,7 +4,8 @@ Same keys, same definitions and degenerate values, computed the way the referenc
 NumPy/SciPy on one image at a time, ``np.quantile`` for the EHR thresholds, a descending sort for
 the rank cuts, the host classification metrics for ROC-AUC (Mann-Whitney) and sklearn's
 tie-grouped precision-recall curve for average precision, a loop over thresholds for IoU/Dice,
-and Otsu's level from ``np.bincount`` in float64, as OpenCV computes it. It is the host-side
+Otsu's level from ``np.bincount`` in float64, as OpenCV computes it, and CheXlocalize's contour
+fill from ``scipy.ndimage`` (hole filling and 8-connected component sizes). It is the host-side
 alternative that benchmarks set beside the fused device pass, and a second implementation for the
 tests.
 """
@@ -12,6 +13,7 @@ tests.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from cam_jax.core.flags import FLAG_CONSTANT, FLAG_NO_HEAT
 from cam_jax.metrics import classification
@@ -37,7 +39,9 @@ def localisation_metrics_numpy(heat: np.ndarray, mask: np.ndarray, top_k: int | 
   grid = np.array([_iou_dice(h >= t, m) for t in THRESHOLDS])
   u8 = _uint8(h)
   level = _otsu_level(u8)
-  iou_otsu, dice_otsu = _iou_dice(u8 > level, m)
+  plain = u8 > level
+  iou_plain, dice_plain = _iou_dice(plain, m)
+  iou_otsu, dice_otsu = _iou_dice(chexlocalize_fill(plain.reshape(heat.shape)).ravel(), m)
   roc, pr = _roc_auc(h, m), _average_precision(h, m)
   half = THRESHOLDS.index(0.5)
   return {
@@ -55,6 +59,8 @@ def localisation_metrics_numpy(heat: np.ndarray, mask: np.ndarray, top_k: int | 
       'otsu_threshold': level / 255,
       'iou_otsu': iou_otsu,
       'dice_otsu': dice_otsu,
+      'iou_otsu_plain': iou_plain,
+      'dice_otsu_plain': dice_plain,
       'pixel_roc_auc': roc,
       'pixel_pr_auc': pr,
       'mask_fraction': n_mask / n,
@@ -89,6 +95,19 @@ def _top_fraction(h, m, k):
 def _iou_dice(pred, m):
   inter, union, total = (pred & m).sum(), (pred | m).sum(), pred.sum() + m.sum()
   return (inter / union if union else 0.0), (2 * inter / total if total else 0.0)
+
+
+def chexlocalize_fill(binary: np.ndarray) -> np.ndarray:
+  """CheXlocalize's filled contours of a bool (H, W) binary (``localisation.fill_contours``):
+  holes (background not 4-connected to the border) filled, then the one-pixel 8-connected
+  components outside every hole dropped."""
+  filled = ndimage.binary_fill_holes(binary)
+  labels, _ = ndimage.label(binary, structure=np.ones((3, 3)))
+  sizes = np.bincount(labels.ravel())
+  single = binary & (sizes[labels] == 1)
+  outside = np.pad(~filled, 1, constant_values=True)
+  in_hole = ~outside[:-2, 1:-1]  # an isolated pixel's neighbours: in a hole or all outside
+  return filled & ~(single & ~in_hole)
 
 
 def _uint8(h):
