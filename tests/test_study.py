@@ -32,6 +32,9 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data_dir):
                                   'relevance_mass', 'iou@0.50', 'deletion_auc', 'flags'}
 
   text = open(os.path.join(workdir, 'report.md')).read()
+  page = open(os.path.join(workdir, report.REPORT_HTML)).read()
+  assert logs[-2:] == [f'report: {os.path.join(workdir, n)}' for n in (report.REPORT,
+                                                                        report.REPORT_HTML)]
   ci = r'\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]'
   signed = r'-?\d\.\d{2,3} \[-?\d\.\d{2,3}, -?\d\.\d{2,3}\]'
   for name in names:
@@ -55,11 +58,13 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data_dir):
     assert os.path.exists(os.path.join(workdir, 'models', name, 'checkpoint', 'model.json'))
 
   # launch.report rebuilds the same report from config.json and records.csv alone.
-  os.remove(os.path.join(workdir, 'report.md'))
+  for name in (report.REPORT, report.REPORT_HTML):
+    os.remove(os.path.join(workdir, name))
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run([sys.executable, '-m', 'launch.report', f'--workdir={workdir}'], cwd=root,
                  check=True, capture_output=True, env={**os.environ, 'XLA_FLAGS': ''})
   assert open(os.path.join(workdir, 'report.md')).read() == text
+  assert open(os.path.join(workdir, report.REPORT_HTML)).read() == page
 
   logs.clear()
   again = run_study(config, workdir, log=logs.append)

@@ -2,7 +2,8 @@
 
 Reads ``DIR/config.json`` and ``DIR/records.csv`` (and ``sanity.csv``, ``agreement.csv`` where
 present), all written by ``cam_jax study``, so a report can be regenerated, or its statistics
-changed, without retraining or rescoring.
+changed, without retraining or rescoring; writes ``DIR/report.md`` and ``DIR/report.html`` and
+prints their paths.
 """
 
 import json
@@ -11,6 +12,7 @@ import os
 import ml_collections
 from absl import flags
 
+from cam_jax import report
 from cam_jax.analysis.summary import read_records
 from cam_jax.cli import common
 from cam_jax.core.errors import MissingInput
@@ -33,5 +35,6 @@ def main(argv):
   if _N_RESAMPLES.value:
     config.score.n_resamples = _N_RESAMPLES.value
   write_study_report(workdir, config, read_records(paths[1]))
-  common.log(f'report: {os.path.join(workdir, "report.md")}')
+  for name in (report.REPORT, report.REPORT_HTML):
+    common.log(f'report: {os.path.join(workdir, name)}')
 

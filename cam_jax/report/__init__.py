@@ -1,5 +1,5 @@
 """The study report: ``report.md`` from per-image records (and the sanity and agreement tables),
-plus figures."""
+plus figures, and its self-contained HTML twin ``report.html`` (``cam_jax.report.html``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pandas as pd
 
 from cam_jax.analysis import compare, statistics, summary as summary_lib
 from cam_jax.metrics import classification
-from cam_jax.report import figures, tables
+from cam_jax.report import figures, html, tables
 
 BASELINE = 'random heat map'
+REPORT, REPORT_HTML = 'report.md', 'report.html'
 OVERLAYS, SANITY_PLOT, DEPTH_PLOT = 'overlays.png', 'sanity.png', 'metrics_by_depth.png'
 HEAT_METRICS = ('ehr_auc', 'pointing_game', 'pointing_game_weighted', 'relevance_mass',
                 'relevance_mass_weighted', 'relevance_rank', 'top_k')
@@ -69,7 +70,8 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
                  explained: str = 'the positive finding', n_resamples: int = 2000,
                  seed: int = 0, sanity: pd.DataFrame | None = None,
                  agreement: pd.DataFrame | None = None) -> str:
-  """Writes ``<workdir>/report.md`` (and its figures) and returns its text.
+  """Writes ``<workdir>/report.md``, its figures and ``report.html`` (the same report in one
+  self-contained page, ``html.to_html``) and returns the Markdown.
 
   ``records``: per-image records with columns ``model`` (the baseline's rows have ``model ==
   BASELINE``), ``layer``, and optionally ``depth`` and ``tuned_threshold`` per model.
@@ -157,10 +159,14 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
   if os.path.exists(os.path.join(workdir, OVERLAYS)):
     lines += ['## Overlays', '', f'![Grad-CAM overlays]({OVERLAYS})', '']
   text = '\n'.join(lines)
-  with open(os.path.join(workdir, 'report.md'), 'w') as f:
+  md_path = os.path.join(workdir, REPORT)
+  page = html.to_html(text, workdir, source=md_path)  # before writing: a bad image writes neither
+  with open(md_path, 'w') as f:
     f.write(text)
+  with open(os.path.join(workdir, REPORT_HTML), 'w') as f:
+    f.write(page)
   return text
 
 
-__all__ = ['BASELINE', 'DEPTH_PLOT', 'OVERLAYS', 'SANITY_PLOT', 'figures', 'tables',
-           'write_report']
+__all__ = ['BASELINE', 'DEPTH_PLOT', 'OVERLAYS', 'REPORT', 'REPORT_HTML', 'SANITY_PLOT', 'figures',
+           'html', 'tables', 'write_report']

@@ -238,7 +238,8 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
   _agreement(workdir, trained, repeats, config, test_src, mesh, log)
   _overlays(workdir, trained, test_src, config)
   write_study_report(workdir, config, records)
-  log(f'report: {os.path.join(workdir, "report.md")}')
+  for name in (report.REPORT, report.REPORT_HTML):
+    log(f'report: {os.path.join(workdir, name)}')
   return records
 
 
@@ -259,8 +260,8 @@ def _selected_epochs(workdir: str) -> str:
 
 
 def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
-  """``report.md`` of a study from its config, per-image records and, where the workdir has
-  them, its sanity and agreement tables (see ``cam_jax.report``)."""
+  """``report.md`` and ``report.html`` of a study from its config, per-image records and, where
+  the workdir has them, its sanity and agreement tables (see ``cam_jax.report``)."""
   d = config.data
   explained = cams.describe_target(config.cam.target, config.num_classes)
   names = [m for m in records['model'].unique() if m != report.BASELINE]
