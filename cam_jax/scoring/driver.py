@@ -230,10 +230,11 @@ def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
 
   ``model``: an ``nnx.Module`` with weights or a checkpoint directory. ``dataset``: a
   random-access source of records (``image`` uint8, ``mask``, ``label``, ``id``) or an iterable
-  of batches shaped like ``cam_jax.data.eval_batches`` (normalised with ``model.normalisation``,
-  which a random-access source gets, as do ROAD's noise). ``target``: the explained sign or class
-  for every image (``cams.PREDICTED`` for the prediction). ``metrics``: metric groups (see the
-  module docstring). Images without a lesion get no localisation numbers (NaN).
+  of batches shaped like ``cam_jax.data.eval_batches``; a source is normalised with
+  ``model.normalisation`` (batches must be already), and ROAD's noise is 0.01 on [0, 1] pixels
+  under it. ``target``: the explained sign or class for every image (``cams.PREDICTED`` for
+  the prediction). ``metrics``: metric groups (see the module docstring). Images without a
+  lesion get no localisation numbers (NaN).
   ``tuned_threshold``: a threshold from ``localisation.THRESHOLDS`` chosen on validation
   (``summary.tune_threshold``), reported as ``iou_tuned`` / ``dice_tuned``; or ``tune_on``: a
   data set (e.g. the validation split) whose lesion images choose it first, in a pass with the
