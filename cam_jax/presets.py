@@ -161,6 +161,10 @@ def train_config(arg: str = '', data_name: str = 'phantom') -> ml_collections.Co
   # crop, small rotation, brightness / contrast: real radiographs); cam_jax.data.augment
   c.augment = 'shift' if data_name == 'phantom' else 'crop_rotate'
   c.hflip = False  # crop_rotate only; laterality matters in chest X-rays
+  # Input normalisation, stored in the checkpoint's recipe (cam_jax.train.loop.named_normalisation):
+  # 'auto' (ImageNet's with init_from, else 'dataset'), 'dataset' (the training split's per-channel
+  # mean / std), 'imagenet', or 'MEAN,STD' on [0, 1] pixels.
+  c.normalisation = 'auto'
   c.dtype = 'float32'    # compute dtype: 'float32' or 'bfloat16' (parameters stay float32)
   c.accum_steps = 1      # micro-batches per optimiser step (batch_size / accum_steps each)
   c.param_sharding = 'replicate' if arg != 'large' else 'fsdp'  # cam_jax.train.sharding

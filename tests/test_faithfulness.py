@@ -13,6 +13,8 @@ import scipy.sparse.linalg
 
 from cam_jax.metrics import faithfulness
 
+NOISE = 0.04  # ROAD's 0.01 on [0, 1] pixels under a std of 0.25
+
 
 def sigmoid(x):
   return 1.0 / (1.0 + math.exp(-x))
@@ -182,7 +184,8 @@ def test_batch_equals_loop_of_single_images():
   fns = {
       'deletion_insertion': jax.jit(functools.partial(faithfulness.deletion_insertion, predict,
                                                       n_steps=6)),
-      'road': jax.jit(functools.partial(faithfulness.road, predict, iterations=100)),
+      'road': jax.jit(functools.partial(faithfulness.road, predict, iterations=100,
+                                        noise_std=NOISE)),
   }
   keys = jax.random.split(jax.random.key(0), b)  # per image: the noise follows the image
   for name, fn in fns.items():
@@ -206,7 +209,7 @@ def test_predicted_target_is_fixed_on_the_unmodified_image():
   explicit = jnp.argmax(predict(images), axis=-1).astype(jnp.int32)
   predicted = jnp.full((b,), -1, jnp.int32)
   road = functools.partial(faithfulness.road, keys=jax.random.split(jax.random.key(1), b),
-                           iterations=50)
+                           iterations=50, noise_std=NOISE)
   for fn in (faithfulness.deletion_insertion, road):
     fn = jax.jit(functools.partial(fn, predict))
     a, e = fn(images, heat, predicted), fn(images, heat, explicit)
@@ -270,7 +273,8 @@ def test_noisy_linear_imputation_noise_only_touches_removed_pixels():
 def test_noisy_linear_imputation_degenerate_masks():
   image = jnp.asarray(np.random.default_rng(9).normal(size=(5, 5, 1)), jnp.float32)
   key = jax.random.key(0)
-  nothing = faithfulness.noisy_linear_imputation(image, jnp.zeros((5, 5), bool), key)
+  nothing = faithfulness.noisy_linear_imputation(image, jnp.zeros((5, 5), bool), key,
+                                                 noise_std=NOISE)
   np.testing.assert_array_equal(nothing, image)
   everything = faithfulness.noisy_linear_imputation(image, jnp.ones((5, 5), bool), key,
                                                     noise_std=0.0)
@@ -335,7 +339,8 @@ def test_road_morf_below_lerf_for_true_relevance():
     return jnp.sum(weights * x, axis=(1, 2, 3))[:, None] * 4 - 2
 
   out = faithfulness.road(predict, images, jnp.asarray(np.stack(heats), jnp.float32),
-                          jnp.ones((b,), jnp.int32), jax.random.split(jax.random.key(3), b))
+                          jnp.ones((b,), jnp.int32), jax.random.split(jax.random.key(3), b),
+                          noise_std=NOISE)
   assert np.all(np.asarray(out['road_morf']) + 0.2 < np.asarray(out['road_lerf']))
 
 
@@ -348,16 +353,18 @@ def test_bad_input_raises():
   with pytest.raises(ValueError, match='heat'):
     faithfulness.deletion_insertion(predict, images, heat[:, :3], targets)
   with pytest.raises(ValueError, match='targets'):
-    faithfulness.road(predict, images, heat, targets[:1], jax.random.split(key, 2))
+    faithfulness.road(predict, images, heat, targets[:1], jax.random.split(key, 2),
+                      noise_std=NOISE)
   with pytest.raises(ValueError, match='images'):
     faithfulness.deletion_insertion(predict, images[..., 0], heat, targets)
   with pytest.raises(ValueError, match='n_steps'):
     faithfulness.deletion_insertion(predict, images, heat, targets, n_steps=0)
   with pytest.raises(ValueError, match='fractions'):
     faithfulness.road(predict, images, heat, targets, jax.random.split(key, 2),
-                      fractions=(0.5, 1.0))
+                      fractions=(0.5, 1.0), noise_std=NOISE)
   with pytest.raises(ValueError, match='removed'):
-    faithfulness.noisy_linear_imputation(images[0], jnp.zeros((3, 4), bool), key)
+    faithfulness.noisy_linear_imputation(images[0], jnp.zeros((3, 4), bool), key,
+                                         noise_std=NOISE)
 
 
 

@@ -142,7 +142,7 @@ def test_sanity_check_randomised_weights_give_dissimilar_maps(trained, tiny_spli
   assert len(table) == 24 * n_steps and list(table['id'][:24]) == [
       str(data.pipeline.as_text(test[i]['id'])) for i in range(24)]
   assert list(table.columns) == ['mode', 'step', 'block', 'id', 'ssim', 'spearman', 'flags']
-  images = np.stack([data.normalise(test[i]['image']) for i in range(24)])
+  images = trained.model.normalisation.normalise(np.stack([test[i]['image'] for i in range(24)]))
   original = _host_heat(trained.model, images)
   steps = sanity.randomisation_steps(trained.model)
   for k in (0, 1, n_steps - 1):

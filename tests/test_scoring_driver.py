@@ -40,7 +40,7 @@ def test_records_match_a_direct_unfused_computation(model, tiny_splits):
   assert len(rec) == len(test) and rec['id'].is_unique
   assert list(rec.columns[:4]) == ['id', 'label', 'has_mask', 'prob'] and rec.columns[-1] == 'flags'
   fn, state, _ = cams.cam_function(model)
-  images = np.stack([data.normalise(test[i]['image']) for i in range(len(test))])
+  images = model.normalisation.normalise(np.stack([test[i]['image'] for i in range(len(test))]))
   masks = np.stack([test[i]['mask'] for i in range(len(test))])
   raw, logits = fn(state, jnp.asarray(images), jnp.ones(len(test), jnp.int32))
   heat, _ = cams.postprocess(raw, (32, 32))

@@ -100,7 +100,8 @@ def test_map_agreement_of_two_architectures_matches_host_references(tiny_splits)
   assert list(table.columns) == ['id', 'has_mask', 'ssim', 'spearman', 'flags']
   assert list(table['id']) == [str(data.pipeline.as_text(test[i]['id'])) for i in range(32)]
   assert list(table['has_mask']) == [bool(test[i]['mask'].any()) for i in range(32)]
-  images = jnp.asarray(np.stack([data.normalise(test[i]['image']) for i in range(32)]))
+  images = jnp.asarray(model_a.normalisation.normalise(np.stack([test[i]['image']
+                                                                for i in range(32)])))
   heat = []
   for model in (model_a, model_b):
     fn, state, _ = cams.heat_function(model)

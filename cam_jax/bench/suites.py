@@ -36,7 +36,7 @@ from cam_jax.bench import harness as bench
 from cam_jax.core import mesh as mesh_lib
 from cam_jax.core.errors import BadInput
 from cam_jax.core.text import split_list
-from cam_jax.models import checkpoint
+from cam_jax.models import checkpoint, normalisation
 from cam_jax.scoring import driver
 from cam_jax.testing import host_metrics
 from cam_jax.train import loop, observe, optim, step as step_lib
@@ -92,7 +92,8 @@ def _heat_stream(model, config, mesh, per_image=None):
 
   def run(source):
     out = []
-    for batch in data.eval_batches(source, batch_size=config.batch_size):
+    for batch in data.eval_batches(source, batch_size=config.batch_size,
+                                   normalisation=model.normalisation):
       images = mesh_lib.shard_batch({'image': batch['image']}, mesh)['image']
       heat = np.asarray(jax.device_get(fn(state, images, targets)[0]))
       if per_image is None:
@@ -242,6 +243,7 @@ def _data_cases(config):
     for k, threads in enumerate(int(t) for t in split_list(config.threads)):
       def epoch(threads=threads, records=records):
         batches = data.train_batches(records, batch_size=config.batch_size, seed=0,
+                                     normalisation=normalisation.legacy(),  # any: same cost
                                      num_threads=threads, augmenter=augment.CropRotate())
         return [b['image'] for b in batches][-1]
       out.append(bench.Case(f'read + crop_rotate + batch, {threads} threads', epoch,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cam_jax.core.errors import BadInput
 from cam_jax.data import augment, cache, pipeline
-from cam_jax.data.pipeline import denormalise, eval_batches, normalise, train_batches
+from cam_jax.data.pipeline import eval_batches, train_batches
 from cam_jax.data.sources import SOURCES
 
 DATASETS = ('phantom',) + SOURCES
@@ -58,4 +58,4 @@ def prepare(data_config, data_dir: str | None = None) -> dict:
 
 
 __all__ = ['augment', 'cache', 'open_split', 'prepare', 'train_batches', 'eval_batches',
-           'normalise', 'denormalise', 'pipeline']
+           'pipeline']

@@ -25,15 +25,15 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cam_jax import cams
 from cam_jax.core.errors import BadInput
-from cam_jax.data.pipeline import PIXEL_STD
 
 Predict = Callable[[jax.Array], jax.Array]
 
 ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-ROAD_NOISE_STD = 0.01 / PIXEL_STD  # ROAD's noise 0.01 on [0, 1] pixels, in model-input units
+ROAD_PIXEL_NOISE = 0.01  # ROAD's noise std on [0, 1] pixels; noise_std = this / the model's std
 CG_ITERATIONS = 1000  # a cap; the solver stops at CG_TOLERANCE
 CG_TOLERANCE = 1e-6
 
@@ -227,10 +227,10 @@ def linear_imputation(image: jax.Array, removed: jax.Array, *, iterations: int =
 
 
 def noisy_linear_imputation(image: jax.Array, removed: jax.Array, key: jax.Array, *,
-                            noise_std: float = ROAD_NOISE_STD, **solver) -> jax.Array:
+                            noise_std, **solver) -> jax.Array:
   """ROAD's noisy linear imputation (Rong et al., ICML 2022): ``linear_imputation`` (its
-  ``solver`` arguments), then Gaussian noise of ``noise_std`` (model-input units) on the
-  removed pixels.
+  ``solver`` arguments), then Gaussian noise of ``noise_std`` (model-input units: a number or
+  one per channel, ``model.normalisation.input_units(ROAD_PIXEL_NOISE)``) on the removed pixels.
 
   Measured against scipy's ``spsolve`` on 128 x 128 images (values spanning 4 model-input
   units) with 90% removed, float32: the default tolerance ends within 1.4e-4 of it (float32's
@@ -238,20 +238,20 @@ def noisy_linear_imputation(image: jax.Array, removed: jax.Array, key: jax.Array
   it surrounds a central blob, and 50 when the removed pixels are scattered (1.4e-5 there); a
   tolerance of 1e-5 ends within 1.6e-4 in 380, 250 and 40 steps.
   """
-  if noise_std < 0:
+  if np.any(np.asarray(noise_std) < 0):
     raise BadInput(f'noise_std must be >= 0, got {noise_std}')
   solved, _ = linear_imputation(image, removed, **solver)
   return _add_noise(solved, removed, key, noise_std)
 
 
 def _add_noise(image, removed, key, noise_std):
-  noise = noise_std * jax.random.normal(key, image.shape, image.dtype)
+  noise = jnp.asarray(noise_std, image.dtype) * jax.random.normal(key, image.shape, image.dtype)
   return jnp.where(removed[..., None], image + noise, image)
 
 
 def road(predict: Predict, images: jax.Array, heat: jax.Array, targets: jax.Array,
          keys: jax.Array, *, fractions: Sequence[float] = ROAD_FRACTIONS,
-         noise_std: float = ROAD_NOISE_STD, iterations: int = CG_ITERATIONS,
+         noise_std, iterations: int = CG_ITERATIONS,
          tolerance: float = CG_TOLERANCE) -> dict[str, jax.Array]:
   """ROAD with noisy linear imputation (Rong et al., ICML 2022), per image.
 
@@ -264,7 +264,8 @@ def road(predict: Predict, images: jax.Array, heat: jax.Array, targets: jax.Arra
   the mean is the same up to one pixel of rounding per fraction.
 
   ``keys``: one PRNG key per image (B,), folded with the fraction and order to draw that
-  image's noise, so an image's value does not depend on the batch it comes in.
+  image's noise, so an image's value does not depend on the batch it comes in; ``noise_std``:
+  see ``noisy_linear_imputation``.
   Returns ``{'road_morf': (B,), 'road_lerf': (B,)}``, in [0, 1].
   """
   targets = _check(images, heat, targets)

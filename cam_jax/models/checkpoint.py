@@ -12,15 +12,26 @@ from flax import nnx
 from cam_jax import models
 from cam_jax.core import processes
 from cam_jax.core.errors import MissingInput
+from cam_jax.models import normalisation as normalisation_lib
 
 _RECIPE, _ABOUT = 'model.json', 'about.json'
 
 
-def recipe(name: str, num_classes: int, image_size: int, seed: int, in_channels: int = 1) -> dict:
-  """The ``models.create`` arguments a checkpoint stores to rebuild its model."""
+def recipe(name: str, num_classes: int, image_size: int, seed: int, in_channels: int = 1,
+           normalisation=None) -> dict:
+  """The ``models.create`` arguments a checkpoint stores to rebuild its model.
+
+  ``normalisation``: the input statistics (``models.normalisation.of``'s forms), stored as
+  ``{'mean': [...], 'std': [...]}``; None leaves it to training (``train.normalisation``,
+  see ``cam_jax.train.loop.train``).
+  """
   models.check_name(name)
-  return {'name': name, 'num_classes': num_classes, 'in_channels': in_channels,
-          'image_size': image_size, 'seed': seed}
+  out = {'name': name, 'num_classes': num_classes, 'in_channels': in_channels,
+         'image_size': image_size, 'seed': seed}
+  if normalisation is not None:
+    out['normalisation'] = normalisation_lib.of(normalisation, in_channels,
+                                                'recipe normalisation').to_json()
+  return out
 
 
 def save(directory: str, recipe: dict, model: nnx.Module, about: dict | None = None) -> None:
@@ -54,14 +65,23 @@ def provenance(directory: str) -> dict:
     return json.load(f)
 
 
-def load(directory: str) -> tuple[nnx.Module, dict]:
-  """(model with the saved weights, its recipe)."""
+def load(directory: str, log=print) -> tuple[nnx.Module, dict]:
+  """(model with the saved weights, its recipe).
+
+  A recipe saved before it held ``normalisation`` gets the constants every such checkpoint was
+  trained with (``models.normalisation.legacy``), with a one-line note to ``log``.
+  """
   directory = os.path.abspath(directory)
   if not exists(directory):
     raise MissingInput(f'no cam_jax checkpoint in {directory} (expected {_RECIPE} and '
                        'weights/)')
   with open(os.path.join(directory, _RECIPE)) as f:
     recipe = json.load(f)
+  if 'normalisation' not in recipe:
+    legacy = normalisation_lib.legacy(recipe.get('in_channels', 1))
+    log(f'note: {directory} has no normalisation in {_RECIPE}: using the former constants '
+        f'mean {legacy.mean[0]}, std {legacy.std[0]} it was trained with')
+    recipe = {**recipe, 'normalisation': legacy.to_json()}
   model = models.create(**recipe)
   graphdef, params, stats, other = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
   target = {'params': nnx.to_pure_dict(params), 'batch_stats': nnx.to_pure_dict(stats)}

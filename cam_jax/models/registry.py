@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flax import nnx
 
 from cam_jax.core.errors import BadInput
-from cam_jax.models import resnet, vgg, vit
+from cam_jax.models import normalisation as normalisation_lib, resnet, vgg, vit
 
 _BUILDERS: dict[str, Callable[..., nnx.Module]] = {}
 
@@ -72,10 +72,19 @@ def check_name(name: str) -> str:
 
 
 def create(name: str, *, num_classes: int = 1, in_channels: int = 1, image_size: int = 224,
-           seed: int = 0, dtype=None, **overrides) -> nnx.Module:
-  """Builds model ``name`` with fresh weights from ``seed``; one logit when ``num_classes == 1``."""
-  return _BUILDERS[check_name(name)](num_classes=num_classes, in_channels=in_channels,
-                         image_size=image_size, rngs=nnx.Rngs(seed), dtype=dtype, **overrides)
+           seed: int = 0, dtype=None, normalisation=None, **overrides) -> nnx.Module:
+  """Builds model ``name`` with fresh weights from ``seed``; one logit when ``num_classes == 1``.
+
+  ``normalisation``: the input statistics the model is fed with (``normalisation.of``'s forms,
+  a recipe's ``{'mean': [...], 'std': [...]}`` among them), kept as ``model.normalisation``;
+  None: ``normalisation.legacy()``, the former pipeline constants.
+  """
+  model = _BUILDERS[check_name(name)](num_classes=num_classes, in_channels=in_channels,
+                                      image_size=image_size, rngs=nnx.Rngs(seed), dtype=dtype,
+                                      **overrides)
+  model.normalisation = (normalisation_lib.legacy(in_channels) if normalisation is None else
+                         normalisation_lib.of(normalisation, in_channels, 'recipe normalisation'))
+  return model
 
 
 def cam_layers(model: nnx.Module) -> tuple[str, ...]:

@@ -28,19 +28,23 @@ def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
 
   ``model_a``, ``model_b``: ``nnx.Module`` s or checkpoint directories. ``dataset``: a
   random-access source of records or an iterable of batches shaped like
-  ``cam_jax.data.eval_batches``. ``target``: the explained sign or class (see
+  ``cam_jax.data.eval_batches``, normalised with ``model_a.normalisation`` (``model_b`` sees
+  the same pixels under its own). ``target``: the explained sign or class (see
   ``cams.target_score``). Columns: ``id, has_mask, ssim, spearman, flags`` for every record,
   padding dropped; ``flags`` names the degenerate maps of either model
   (``core.flags.FLAG_NAMES``; a constant map has Spearman 0).
   """
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_size(batch_size, mesh)
-  heat_a, state_a, _ = cams.heat_function(checkpoint.model_and_recipe(model_a)[0], method, layer_a)
-  heat_b, state_b, _ = cams.heat_function(checkpoint.model_and_recipe(model_b)[0], method, layer_b)
+  model_a, model_b = (checkpoint.model_and_recipe(m)[0] for m in (model_a, model_b))
+  heat_a, state_a, _ = cams.heat_function(model_a, method, layer_a)
+  heat_b, state_b, _ = cams.heat_function(model_b, method, layer_b)
+  norm_a, norm_b = model_a.normalisation, model_b.normalisation
 
   def step(state_a, state_b, images, targets):
     a, flags_a, _ = heat_a(state_a, images, targets)
-    b, flags_b, _ = heat_b(state_b, images, targets)
+    b, flags_b, _ = heat_b(state_b, images if norm_a == norm_b else norm_a.convert(images, norm_b),
+                           targets)
     return {'ssim': jax.vmap(similarity.ssim)(a, b),
             'spearman': jax.vmap(similarity.spearman)(a, b), 'flags': flags_a | flags_b}
 
@@ -60,5 +64,5 @@ def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
         'spearman': np.asarray(out['spearman'], np.float64),
         'flags': [flags_lib.flag_names(int(f)) for f in out['flags']]})[valid]
 
-  return driver.stream_frames(driver.as_batches(dataset, batch_size), device_fn, mesh,
+  return driver.stream_frames(driver.as_batches(dataset, batch_size, norm_a), device_fn, mesh,
                               progress=progress, desc=f'agreement {method}', to_frame=to_frame)

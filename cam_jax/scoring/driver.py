@@ -28,7 +28,7 @@ from cam_jax.analysis import summary as summary_lib
 from cam_jax.core import flags as flags_lib, mesh as mesh_lib
 from cam_jax.core.errors import BadInput
 from cam_jax.metrics import faithfulness, localisation
-from cam_jax.models import checkpoint
+from cam_jax.models import checkpoint, normalisation
 from cam_jax.models.head import positive_probability
 
 LOCALISATION, DELETION_INSERTION, ROAD = 'localisation', 'deletion_insertion', 'road'
@@ -101,6 +101,7 @@ def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
   heat_fn, state, layer = cams.heat_function(model, method, layer, **cam_options)
   graphdef = nnx.graphdef(model)
   road_kw = {} if road_fractions is None else {'fractions': tuple(road_fractions)}
+  road_kw['noise_std'] = model.normalisation.input_units(faithfulness.ROAD_PIXEL_NOISE)
   parts = _slices(mesh, batch_size)
 
   def step(state, images, masks, targets, keys):
@@ -123,11 +124,11 @@ def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
   return fn, mesh_lib.replicate(state, mesh), layer
 
 
-def as_batches(dataset, batch_size: int) -> Iterable[dict]:
-  """Eval batches of a random-access source (``data.eval_batches``); an iterable of batches
-  as it is."""
+def as_batches(dataset, batch_size: int, normalisation) -> Iterable[dict]:
+  """Eval batches of a random-access source (``data.eval_batches`` with ``normalisation``, the
+  model's); an iterable of batches as it is."""
   if hasattr(dataset, '__getitem__') and hasattr(dataset, '__len__'):
-    return data.eval_batches(dataset, batch_size=batch_size)
+    return data.eval_batches(dataset, batch_size=batch_size, normalisation=normalisation)
   return dataset
 
 
@@ -202,8 +203,8 @@ def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | No
     return fn(state, images, masks, targets, image_keys(jnp.arange(i * n, (i + 1) * n)))
 
   def stream(dataset, progress: bool = False) -> pd.DataFrame:
-    return stream_frames(as_batches(dataset, batch_size), device_fn, mesh, progress=progress,
-                         desc=f'score {method}',
+    return stream_frames(as_batches(dataset, batch_size, model.normalisation), device_fn, mesh,
+                         progress=progress, desc=f'score {method}',
                          to_frame=functools.partial(_frame, mask_keys=mask_keys))
 
   return stream
@@ -229,9 +230,11 @@ def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
 
   ``model``: an ``nnx.Module`` with weights or a checkpoint directory. ``dataset``: a
   random-access source of records (``image`` uint8, ``mask``, ``label``, ``id``) or an iterable
-  of batches shaped like ``cam_jax.data.eval_batches``. ``target``: the explained sign or class
-  for every image (``cams.PREDICTED`` for the prediction). ``metrics``: metric groups (see the
-  module docstring). Images without a lesion get no localisation numbers (NaN).
+  of batches shaped like ``cam_jax.data.eval_batches``; a source is normalised with
+  ``model.normalisation`` (batches must be already), and ROAD's noise is 0.01 on [0, 1] pixels
+  under it. ``target``: the explained sign or class for every image (``cams.PREDICTED`` for
+  the prediction). ``metrics``: metric groups (see the module docstring). Images without a
+  lesion get no localisation numbers (NaN).
   ``tuned_threshold``: a threshold from ``localisation.THRESHOLDS`` chosen on validation
   (``summary.tune_threshold``), reported as ``iou_tuned`` / ``dice_tuned``; or ``tune_on``: a
   data set (e.g. the validation split) whose lesion images choose it first, in a pass with the
@@ -273,8 +276,9 @@ def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
     return fn(jax.random.fold_in(key, i), masks)
 
   def records_of(source):
-    return stream_frames(as_batches(source, batch_size), device_fn, mesh, progress=progress,
-                         desc='random', to_frame=functools.partial(_frame,
+    # the images are not read: any normalisation will do
+    return stream_frames(as_batches(source, batch_size, normalisation.legacy()), device_fn, mesh,
+                         progress=progress, desc='random', to_frame=functools.partial(_frame,
                                                                    mask_keys=_mask_keys()))
 
   tuned_threshold = _threshold(tuned_threshold, tune_on, records_of)

@@ -132,7 +132,8 @@ def model_randomisation(model, dataset, *, recipe: dict | None = None, method: s
   compare = mesh_lib.jit_on_mesh(compare, mesh, replicated_args=1, sharded_args=4)
   state = mesh_lib.replicate(state, mesh)
   batches = []
-  for batch in data.eval_batches(_head(dataset, n_images), batch_size=batch_size):
+  for batch in data.eval_batches(_head(dataset, n_images), batch_size=batch_size,
+                                 normalisation=model.normalisation):
     images = mesh_lib.shard_batch({'image': batch['image']}, mesh)['image']
     targets = mesh_lib.same_targets(target, batch_size, mesh)
     heat, flags, _ = reference(state, images, targets)

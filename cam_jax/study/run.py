@@ -96,15 +96,16 @@ def _overlays(workdir, trained, test_src, config):
   if not picks:
     return
   recs = [test_src[i] for i in picks]
-  images = np.stack([data.normalise(r['image']) for r in recs])
+  pixels = np.stack([r['image'] for r in recs])
   heatmaps = {}
   for name, model in trained.items():
+    images = model.normalisation.normalise(pixels)
     fn, state, _ = cams.heat_function(model, config.cam.method, config.cam.layer or None,
                                       aug_smooth=config.cam.aug_smooth,
                                       eigen_smooth=config.cam.eigen_smooth)
     heatmaps[name] = np.asarray(fn(state, jnp.asarray(images),
                                    jnp.full((len(picks),), config.cam.target))[0])
-  report.figures.overlay_grid(data.denormalise(images)[..., 0],
+  report.figures.overlay_grid(pixels[..., 0] / 255.0,
                               np.stack([r['mask'] for r in recs]), heatmaps,
                               [str(data.pipeline.as_text(r['id'])) for r in recs],
                               os.path.join(workdir, report.OVERLAYS))

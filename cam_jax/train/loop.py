@@ -25,7 +25,8 @@ from cam_jax import data, models
 from cam_jax.core import mesh as mesh_lib, processes
 from cam_jax.core.errors import BadInput
 from cam_jax.metrics import classification
-from cam_jax.models import checkpoint, weights
+from cam_jax.models import checkpoint, normalisation as normalisation_lib, weights
+from cam_jax.models.normalisation import Normalisation
 from cam_jax.train import checkpoints, observe, optim, step as step_lib
 from cam_jax.train.preemption import Preempted, StopRequest
 
@@ -50,14 +51,14 @@ def predict(model: nnx.Module, source, *, batch_size: int, mesh) -> tuple[np.nda
   """(labels, P(positive)) for every record of ``source``, padded rows dropped."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   params, rest = mesh_lib.replicate((params, rest), mesh)
-  return _predict(graphdef, params, rest, source, batch_size, mesh)
+  return _predict(graphdef, params, rest, source, batch_size, mesh, model.normalisation)
 
 
-def _predict(graphdef, params, rest, source, batch_size, mesh):
+def _predict(graphdef, params, rest, source, batch_size, mesh, normalisation):
   """Each process feeds its share of every (padded) batch; every process gets all outputs."""
   fn = step_lib.make_predict(graphdef, mesh)
   labels, probs = [], []
-  for batch in data.eval_batches(source, batch_size=batch_size):
+  for batch in data.eval_batches(source, batch_size=batch_size, normalisation=normalisation):
     images = mesh_lib.shard_batch({'image': mesh_lib.local_rows(batch['image'])}, mesh)['image']
     p = mesh_lib.to_host(fn(params, rest, images))
     labels.append(batch['label'][batch['valid']])
@@ -76,6 +77,34 @@ def initial_model(recipe: dict, init_from: str = '', log=print, dtype=None) -> n
   kept = f'; fresh (class count differs): {", ".join(loaded.skipped)}' if loaded.skipped else ''
   log(f"[{recipe['name']}] initialised from {init_from}{kept}")
   return loaded.model
+
+
+NORMALISATIONS = ('auto', 'dataset', 'imagenet')  # or 'MEAN,STD'
+
+
+def named_normalisation(setting: str, in_channels: int, init_from: str = ''
+                        ) -> tuple[Normalisation | None, str]:
+  """(the normalisation ``train.normalisation`` names, None for the training split's own; why).
+
+  'auto': ImageNet's when ``init_from`` starts from pretrained weights (the statistics those
+  weights were trained with), else 'dataset'; 'dataset': per-channel mean and std of the
+  training split's pixels (``data.pipeline.PixelStatistics``); 'imagenet':
+  ``models.normalisation.imagenet``; 'MEAN,STD': on [0, 1] pixels, every channel (big_vision /
+  AugReg ViT weights expect '0.5,0.5').
+  """
+  field = f'train.normalisation={setting!r}'
+  if setting == 'auto':
+    setting = 'imagenet' if init_from else 'dataset'
+    field += ', pretrained init_from' if init_from else ', no init_from'
+  if setting == 'dataset':
+    return None, f"the training split's ({field})"
+  if setting == 'imagenet':
+    return normalisation_lib.imagenet(in_channels), f"ImageNet's ({field})"
+  parts = setting.split(',')
+  if len(parts) != 2:
+    raise BadInput(f'{field}: choose one of {", ".join(NORMALISATIONS)} or MEAN,STD (two '
+                   'numbers on [0, 1] pixels, e.g. 0.5,0.25)')
+  return normalisation_lib.of(parts, in_channels, field), f'as given ({field})'
 
 
 def _check_recipe(train_config, mesh) -> None:
@@ -111,6 +140,19 @@ def run_spec(recipe: dict, train_config, train_ids: list[str], num_validation: i
                    'validation_records': num_validation}}
 
 
+def _read_labels(train_source, count_pixels: bool):
+  """(labels, ids, ``PixelStatistics`` of the images when ``count_pixels``) in one pass, one
+  decoded record in memory at a time."""
+  labels, ids, pixels = [], [], data.pipeline.PixelStatistics()
+  for i in range(len(train_source)):
+    record = train_source[i]
+    labels.append(record['label'])
+    ids.append(str(data.pipeline.as_text(record['id'])))
+    if count_pixels:
+      pixels.add(record['image'], record['id'])
+  return np.asarray(labels), ids, pixels
+
+
 def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
           init_from: str = '', mesh=None, log=print) -> TrainResult:
   """Trains ``models.create(**recipe)`` (from ``init_from`` weights when given) in ``workdir``,
@@ -118,12 +160,15 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
   saving when SIGTERM or SIGINT arrives, ``NonFiniteLoss`` when the loss diverges."""
   tc, mesh = train_config, mesh or mesh_lib.make_mesh(fsdp=train_config.fsdp_devices)
   _check_recipe(tc, mesh)
-  labels, ids = [], []
-  for i in range(len(train_source)):  # one pass, one decoded record in memory at a time
-    record = train_source[i]
-    labels.append(record['label'])
-    ids.append(str(data.pipeline.as_text(record['id'])))
-  labels = np.asarray(labels)
+  in_channels = recipe.get('in_channels', 1)
+  named, why = ((recipe['normalisation'], 'from the recipe') if 'normalisation' in recipe else
+                named_normalisation(tc.normalisation, in_channels, init_from))
+  labels, ids, pixels = _read_labels(train_source, count_pixels=named is None)
+  recipe = {**recipe, 'normalisation': normalisation_lib.of(
+      named or pixels.normalisation(), in_channels, 'normalisation').to_json()}
+  eval_model = nnx.eval_shape(lambda: models.create(**recipe))
+  log(f"[{recipe['name']}] normalisation mean {_channels(eval_model.normalisation.mean)} std "
+      f'{_channels(eval_model.normalisation.std)}: {why}')
   loss = step_lib.Loss(step_lib.ClassWeights.from_labels(labels, recipe['num_classes'],
                                                           tc.class_weighting),
                        tc.loss, tc.focal_gamma)
@@ -131,6 +176,7 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
   total = tc.epochs * steps_per_epoch
   # epochs = 0 exports the initial weights; the iterator is then never read.
   batches = iter(data.train_batches(train_source, batch_size=tc.batch_size, seed=tc.seed,
+                                    normalisation=eval_model.normalisation,
                                     epochs=max(1, tc.epochs), process_index=jax.process_index(),
                                     process_count=jax.process_count(),
                                     augmenter=data.augment.named(tc.augment, hflip=tc.hflip)))
@@ -146,7 +192,8 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
   ckpts = checkpoints.TrainCheckpoints(os.path.join(workdir, STATE),
                                        run_spec(recipe, tc, ids, len(val_source)),
                                        keep=tc.keep_checkpoints, log=log)
-  run = _Run(recipe, tc, mesh, val_source, ckpts, batches, total, steps_per_epoch, log)
+  run = _Run(recipe['name'], eval_model, tc, mesh, val_source, ckpts, batches, total,
+             steps_per_epoch, log)
   try:
     restored = ckpts.restore_latest(abstract, batches)
     if restored is not None:
@@ -192,18 +239,19 @@ class _Run:
   """The bookkeeping of one training run between checkpoints: pending device metrics, the
   epoch's loss, timing, history."""
 
-  def __init__(self, recipe, tc, mesh, val_source, ckpts, batches, total, steps_per_epoch, log):
-    self.recipe, self.tc, self.mesh, self.val_source = recipe, tc, mesh, val_source
+  def __init__(self, name, eval_model, tc, mesh, val_source, ckpts, batches, total,
+               steps_per_epoch, log):
+    self.tc, self.mesh, self.val_source = tc, mesh, val_source
     self.ckpts, self.batches, self.total, self.steps_per_epoch = ckpts, batches, total, \
         steps_per_epoch
-    self.log, self.name = log, recipe['name']
+    self.log, self.name = log, name
     self.schedule = optim.schedule(tc, total)
     self.history, self.epoch_loss = [], [0.0, 0]
     self.pending, self.run_log = [], None
     self.last_saved = None
     # Evaluation and export compute in float32, whatever the training dtype.
-    self.eval_graphdef = nnx.split(nnx.eval_shape(lambda: models.create(**recipe)), nnx.Param,
-                                   ...)[0]
+    self.eval_graphdef = nnx.split(eval_model, nnx.Param, ...)[0]
+    self.normalisation = eval_model.normalisation
 
   def resume(self, meta: dict) -> None:
     self.history, self.epoch_loss = meta['history'], meta['epoch_loss']
@@ -292,7 +340,7 @@ class _Run:
     t0 = time.perf_counter()
     epoch = done // self.steps_per_epoch
     y, p = _predict(self.eval_graphdef, _weights(state), state.rest, self.val_source,
-                    self.tc.eval_batch_size, self.mesh)
+                    self.tc.eval_batch_size, self.mesh, self.normalisation)
     threshold = classification.youden_threshold(y, p)
     metrics = classification.classification_metrics(y, p, threshold)
     row = {'epoch': epoch, 'step': done,
@@ -307,6 +355,10 @@ class _Run:
                             f"{_fmt(row['specificity'])} at {threshold:.3f}")
     self.window_start = time.perf_counter()  # evaluation is not training throughput
     return row
+
+
+def _channels(values) -> str:
+  return ', '.join(f'{v:.4f}' for v in values)
 
 
 def _fmt(x):
