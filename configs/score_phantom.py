@@ -33,9 +33,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.cam = ml_collections.ConfigDict({'method': 'gradcam', 'layer': '', 'target': 1,
                                      'aug_smooth': False, 'eigen_smooth': False})
   # metrics: groups of cam_jax.scoring.driver.METRIC_GROUPS; tune_split: the split the IoU
-  # threshold is tuned on (CheXlocalize), '' for none; deletion_steps: RISE's curve points - 1.
+  # threshold is tuned on (CheXlocalize), '' for none; deletion_steps: RISE's curve points - 1;
+  # fill: deletion / insertion's fill (cam_jax.metrics.faithfulness.DELETION_FILLS; 'texture'
+  # and 'reference' take their healthy references from the split fill_split).
   c.score = ml_collections.ConfigDict({
       'batch_size': 64 if size != 'tiny' else 16, 'n_resamples': 2000, 'seed': 0,
       'metrics': 'localisation', 'tune_split': 'validation', 'records': 'records.csv',
-      'deletion_steps': 16})
+      'deletion_steps': 16, 'fill': 'rise', 'fill_split': 'validation'})
   return c

@@ -166,6 +166,113 @@ def test_deletion_insertion_hand_worked_region_model():
   assert got['right'][0] < got['wrong'][0] and got['right'][1] > got['wrong'][1]
 
 
+def np_fill(image, fill, reference):
+  """What removed pixels of one image become, by hand (``faithfulness.fill_values``)."""
+  if fill == 'mean':
+    return np.zeros_like(image)
+  if fill == 'blur':
+    return np_blur(image, 5.0)
+  if fill == 'reference':
+    return reference
+  return np_blur(image, 2.0) + reference - np_blur(reference, 2.0)  # 'texture'
+
+
+@pytest.mark.parametrize('fill', faithfulness.FILLS)
+def test_every_fill_matches_numpy_loop(fill):
+  """Deletion moves pixels from the image to the fill, insertion from the fill to the image;
+  AUCs and curve points as RISE's loop gives them."""
+  rng = np.random.default_rng(11)
+  b, h, w, c, n_steps = 3, 8, 8, 1, 8
+  images = rng.normal(size=(b, h, w, c)).astype(np.float32)
+  reference = rng.normal(size=(b, h, w, c)).astype(np.float32)
+  heat = rng.random((b, h, w)).astype(np.float32)
+  weights = rng.normal(size=(1, h, w, c)).astype(np.float32) * 0.3
+  targets = np.array([1, -1, 0], np.int32)
+  out = jax.jit(functools.partial(faithfulness.deletion_insertion, linear_model(weights, [0.2]),
+                                  n_steps=n_steps, fill=fill))(
+      jnp.asarray(images), jnp.asarray(heat), jnp.asarray(targets),
+      reference=jnp.asarray(reference))
+  np_model = lambda x: np.einsum('bhwc,khwc->bk', x.astype(np.float64), weights) + 0.2
+  for i in range(b):
+    filled = np_fill(images[i].astype(np.float64), fill, reference[i].astype(np.float64))
+    deletion = np_causal_auc(np_model, images[i], heat[i], targets[i], n_steps, images[i], filled)
+    insertion = np_causal_auc(np_model, images[i], heat[i], targets[i], n_steps, filled,
+                              images[i])
+    np.testing.assert_allclose(out['deletion_auc'][i], deletion, atol=1e-5)
+    np.testing.assert_allclose(out['insertion_auc'][i], insertion, atol=1e-5)
+    for curve in ('deletion_curve', 'insertion_curve'):  # the AUC is the curve's trapezoid
+      points = np.asarray(out[curve][i], np.float64)
+      assert points.shape == (n_steps + 1,)
+      np.testing.assert_allclose((points.sum() - points[[0, -1]].sum() / 2) / n_steps,
+                                 out[curve.replace('curve', 'auc')][i], atol=1e-6)
+
+
+def test_reference_fill_hand_worked_linear_model():
+  # 2x2 image x = [3, 0; 2, 1], logit = sum(x) - 5, reference r = ones; heat order: pixels
+  # 0, 2, 3, 1; n_steps = 4 moves one pixel per step.
+  # Deletion (x -> r): sums 6, 4, 3, 3, 4 -> logits 1, -1, -2, -2, -1.
+  # Insertion (r -> x): sums 4, 6, 7, 7, 6 -> logits -1, 1, 2, 2, 1.
+  image = jnp.array([[3.0, 0.0], [2.0, 1.0]]).reshape(1, 2, 2, 1)
+  heat = jnp.array([[0.9, 0.1], [0.5, 0.3]])[None]
+  predict = linear_model(np.ones((1, 2, 2, 1)), [-5.0])
+  out = faithfulness.deletion_insertion(predict, image, heat, jnp.array([1]), n_steps=4,
+                                        fill='reference', reference=jnp.ones_like(image))
+  s = sigmoid
+  np.testing.assert_allclose(out['deletion_curve'][0], [s(1), s(-1), s(-2), s(-2), s(-1)],
+                             rtol=1e-6)
+  np.testing.assert_allclose(out['insertion_curve'][0], [s(-1), s(1), s(2), s(2), s(1)],
+                             rtol=1e-6)
+  np.testing.assert_allclose(out['deletion_auc'][0],
+                             (s(1) / 2 + s(-1) + 2 * s(-2) + s(-1) / 2) / 4, rtol=1e-6)
+  np.testing.assert_allclose(out['insertion_auc'][0],
+                             (s(-1) / 2 + s(1) + 2 * s(2) + s(1) / 2) / 4, rtol=1e-6)
+
+
+def near_fill_model(scale=10.0, width=0.1):
+  """A model keying on "pixel value near 0" (the 'mean' fill): logit = scale * (the share of
+  pixels within about ``width`` of 0) - 3."""
+  return lambda x: (scale * jnp.mean(jnp.exp(-(x / width) ** 2), axis=(1, 2, 3)) - 3)[:, None]
+
+
+def test_fill_cue_is_zero_for_the_image_itself_and_closed_form_for_a_fill_the_model_sees():
+  rng = np.random.default_rng(4)
+  b, h, w = 4, 8, 8
+  images = jnp.asarray(rng.uniform(1, 2, size=(b, h, w, 1)), jnp.float32)  # no pixel near 0
+  heat = jnp.asarray(rng.random((b, h, w)), jnp.float32)
+  predict = near_fill_model()
+  for fill in faithfulness.NEEDS_REFERENCE:  # the reference is the image: nothing changes
+    out = faithfulness.fill_cue(predict, images, heat, fill=fill, reference=images, n_steps=4)
+    np.testing.assert_allclose(out['change'], 0, atol=1e-6)
+    np.testing.assert_allclose(out['change_curve'], 0, atol=1e-6)
+  # 'mean': the share of pixels at 0 after point i is i / n_steps (64 pixels, 16 per step), so
+  # the logit is 10 i / 4 - 3 and the change sigmoid(2.5 i - 3) - sigmoid(-3).
+  out = faithfulness.fill_cue(predict, images, heat, fill='mean', n_steps=4)
+  change = np.array([sigmoid(2.5 * i - 3) - sigmoid(-3) for i in range(5)])
+  np.testing.assert_allclose(out['change_curve'], np.tile(change, (b, 1)), atol=1e-5)
+  np.testing.assert_allclose(out['change'], (change.sum() - change[-1] / 2) / 4, atol=1e-5)
+  assert np.all(np.asarray(out['change']) > 0.4)
+
+
+def test_texture_fill_keeps_the_image_where_the_reference_is_it_and_nearest_reference():
+  rng = np.random.default_rng(6)
+  images = jnp.asarray(rng.normal(size=(2, 6, 6, 1)), jnp.float32)
+  np.testing.assert_allclose(faithfulness.fill_values(images, 'texture', images), images,
+                             atol=1e-5)
+  # A pool of constant images 0, 1, 2: an image of 0.9 is nearest to 1; the image of 0 itself
+  # is skipped (distance 0), so its nearest is 1 too; 1.6 goes to 2.
+  pool = jnp.stack([jnp.full((6, 6, 1), v) for v in (0.0, 1.0, 2.0)])
+  queries = jnp.stack([jnp.full((6, 6, 1), v) for v in (0.9, 0.0, 1.6)])
+  np.testing.assert_array_equal(faithfulness.nearest_reference(queries, pool)[:, 0, 0, 0],
+                                [1.0, 1.0, 2.0])
+  with pytest.raises(ValueError, match="'texture' needs reference"):
+    faithfulness.fill_values(images, 'texture')
+  with pytest.raises(ValueError, match="unknown fill 'noise'.*rise, mean, blur"):
+    faithfulness.deletion_insertion(linear_model(np.ones((1, 6, 6, 1)), [0.0]), images,
+                                    images[..., 0], jnp.ones(2, jnp.int32), fill='noise')
+  with pytest.raises(ValueError, match='pool'):
+    faithfulness.nearest_reference(images, pool[:, :3])
+
+
 def nonlinear_model(seed, h, w, c, k):
   rng = np.random.default_rng(seed)
   w1 = jnp.asarray(rng.normal(size=(h * w * c, 6)) * 0.2, jnp.float32)

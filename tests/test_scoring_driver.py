@@ -11,7 +11,7 @@ from cam_jax import cams, data, models
 from cam_jax.analysis import summary
 from cam_jax.core import flags as flags_lib, mesh as mesh_lib
 from cam_jax.core.errors import BadInput
-from cam_jax.metrics import classification, localisation
+from cam_jax.metrics import classification, faithfulness, localisation
 from cam_jax.scoring import driver
 
 ALL_METRICS = ('localisation', 'deletion_insertion', 'road')
@@ -24,6 +24,12 @@ def _mesh1():
 
 def _metric_columns(records):
   return [c for c in records if c not in ('id', 'label', 'has_mask', 'flags')]
+
+
+def _faithful(records):
+  """The faithfulness columns: summary.FAITHFULNESS_METRICS and the curve points."""
+  return [c for c in records if c in summary.FAITHFULNESS_METRICS
+          or c.split('@')[0] in driver.CURVES.values()]
 
 
 @pytest.fixture(scope='module')
@@ -72,7 +78,7 @@ def test_streamed_in_batches_equals_all_at_once_and_padding_never_counts(model, 
                                        for i in range(len(test))]
   columns = _metric_columns(whole.records)
   assert {'deletion_auc', 'insertion_auc', 'road_morf', 'road_lerf'} <= set(columns)
-  faithful = list(summary.FAITHFULNESS_METRICS)
+  faithful = _faithful(whole.records)
   heat_metrics = [c for c in columns if c not in faithful]
   # Thresholded metrics may move by a pixel's share when batches round heat differently (2e-7).
   np.testing.assert_allclose(small.records[heat_metrics], whole.records[heat_metrics], atol=1e-4)
@@ -80,10 +86,11 @@ def test_streamed_in_batches_equals_all_at_once_and_padding_never_counts(model, 
   # ROAD's noise follows the image), but here the heat itself differs by rounding, which
   # reorders near-tied pixels of these 2x2-grid maps: measured up to 5e-3.
   np.testing.assert_allclose(small.records[faithful], whole.records[faithful], atol=2e-2)
-  assert np.abs(small.records[faithful] - whole.records[faithful]).to_numpy().mean() < 2e-3
+  assert np.nanmean(np.abs(small.records[faithful] - whole.records[faithful]).to_numpy()) < 2e-3
   n_lesion = int(whole.records['has_mask'].sum())
   s = small.summary.set_index('metric')
-  assert s.loc['accuracy', 'n'] == s.loc['deletion_auc', 'n'] == len(test)
+  assert s.loc['accuracy', 'n'] == len(test)
+  assert s.loc['deletion_auc', 'n'] == (whole.records['label'] == 1).sum()  # positives only
   assert s.loc['ehr_auc', 'n'] == n_lesion
 
 
@@ -94,9 +101,9 @@ def test_sharded_scoring_equals_one_device(model, tiny_splits):
   one = cam_jax.score(model, test, mesh=_mesh1(), **kw).records
   eight = cam_jax.score(model, test, mesh=mesh_lib.make_mesh(), **kw).records
   # Threshold metrics may move by a pixel's share when float rounding differs across devices.
-  heat_metrics = [c for c in _metric_columns(one) if c not in summary.FAITHFULNESS_METRICS]
+  faithful = _faithful(one)  # near-tied pixel order: see above
+  heat_metrics = [c for c in _metric_columns(one) if c not in faithful]
   np.testing.assert_allclose(one[heat_metrics], eight[heat_metrics], atol=1e-4)
-  faithful = list(summary.FAITHFULNESS_METRICS)  # near-tied pixel order: see above
   np.testing.assert_allclose(one[faithful], eight[faithful], atol=2e-2)
 
 
@@ -179,7 +186,7 @@ def test_a_lesion_free_image_keeps_its_flags_beside_its_faithfulness_numbers(mod
   deletion / insertion numbers never appear unflagged."""
   images = np.zeros((4, 32, 32, 1), np.float32)
   images[:2] = np.nan
-  batch = {'image': images, 'mask': np.zeros((4, 32, 32), bool), 'label': np.zeros(4, np.int32),
+  batch = {'image': images, 'mask': np.zeros((4, 32, 32), bool), 'label': np.ones(4, np.int32),
            'id': np.array([f'img{i}' for i in range(4)]), 'valid': np.ones(4, bool)}
   rec = cam_jax.score(model, iter([batch]), batch_size=4, mesh=_mesh1(), progress=False,
                       metrics=('localisation', 'deletion_insertion'), deletion_steps=2).records
@@ -206,3 +213,58 @@ def test_tune_on_tunes_on_that_data_set_then_scores(model, tiny_splits):
   with pytest.raises(BadInput, match='not both'):
     cam_jax.score(model, tiny_splits['test'], tune_on=tiny_splits['validation'],
                   tuned_threshold=0.5, **kw)
+
+
+RISE_COLUMNS = ('deletion_auc', 'insertion_auc', 'deletion_auc_predicted',
+                'insertion_auc_predicted', 'deletion@0', 'deletion@1', 'deletion@2', 'insertion@0',
+                'insertion@2')
+
+
+@pytest.mark.slow
+def test_deletion_insertion_on_positives_for_the_positive_and_the_predicted_finding(
+    model, tiny_splits):
+  """Deletion / insertion columns: NaN on healthy images; on positives, those of a direct
+  computation with each target's own heat map and the nearest healthy validation image; the
+  +1 columns do not depend on the target the localisation maps explain."""
+  test, validation = tiny_splits['test'], tiny_splits['validation']
+  kw = dict(batch_size=16, mesh=_mesh1(), progress=False, n_resamples=10, deletion_steps=2,
+            metrics=('deletion_insertion',), fill='texture', fill_from=validation)
+  rec = cam_jax.score(model, test, **kw).records
+  negative_cam = cam_jax.score(model, test, target=-1, **kw).records
+  columns = list(RISE_COLUMNS)
+  positive = (rec['label'] == 1).to_numpy()
+  assert positive.any() and not positive.all()
+  assert rec.loc[~positive, columns].isna().all().all()
+  assert rec.loc[positive, columns].notna().all().all()
+  np.testing.assert_allclose(negative_cam[columns], rec[columns], atol=1e-6)
+
+  images = jnp.asarray(np.stack([model.normalisation.normalise(test[i]['image'])
+                                 for i in range(len(test))]))
+  reference = faithfulness.nearest_reference(images, jnp.asarray(driver.reference_pool(validation,
+                                                                                model.normalisation)))
+  heat_fn, state, _ = cams.heat_function(model)
+  n = len(test)
+  for suffix, target in (('', 1), ('_predicted', cams.PREDICTED)):
+    targets = jnp.full((n,), target, jnp.int32)
+    direct = faithfulness.deletion_insertion(lambda x: model(x, train=False), images,
+                                             heat_fn(state, images, targets)[0], targets,
+                                             n_steps=2, fill='texture', reference=reference)
+    for key in ('deletion_auc', 'insertion_auc'):  # near-tied pixel order: see above
+      np.testing.assert_allclose(rec[f'{key}{suffix}'][positive],
+                                 np.asarray(direct[key])[positive], atol=2e-2, err_msg=key)
+  # Point 0 of deletion is the unmodified image; the AUC is the trapezoid of the points.
+  np.testing.assert_allclose(rec['deletion@0'][positive], rec['prob'][positive], rtol=1e-5)
+  points = rec.loc[positive, ['deletion@0', 'deletion@1', 'deletion@2']].to_numpy()
+  np.testing.assert_allclose((points[:, 0] / 2 + points[:, 1] + points[:, 2] / 2) / 2,
+                             rec['deletion_auc'][positive], atol=1e-6)
+
+
+def test_fill_and_fill_from_go_together(model, tiny_splits):
+  kw = dict(batch_size=16, mesh=_mesh1(), metrics=('deletion_insertion',))
+  with pytest.raises(ValueError, match="'reference' and 'texture' need fill_from"):
+    cam_jax.score(model, tiny_splits['test'], fill='texture', **kw)
+  with pytest.raises(ValueError, match="got fill 'rise' with fill_from set"):
+    cam_jax.score(model, tiny_splits['test'], fill_from=tiny_splits['validation'], **kw)
+  with pytest.raises(ValueError, match='no healthy'):
+    driver.reference_pool([tiny_splits['test'][i] for i in range(len(tiny_splits['test']))
+                           if tiny_splits['test'][i]['label'] == 1], model.normalisation)

@@ -42,7 +42,10 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data_dir):
     assert re.search(rf'\| {name} \|( {ci} \|){{7}} \d+ \| \S+ \| \d+ \|', text), name
     assert re.search(rf'\| {name} \|( {ci} \|){{8}} \d+ \| 0\.\d\d \|', text), name  # tuned
     assert re.search(rf'\| {name} \| large \| [\d.]+-[\d.]+ \|( {ci} \|){{4}} \d+ \|', text)
-    assert re.search(rf'\| {name} \|( {ci} \|){{2}} {n_test} \|', text), name  # faithfulness
+    n_positive = int((records[records['model'] == name]['label'] == 1).sum())
+    assert re.search(rf'\| {name} \|( {ci} \|){{4}} {n_positive} \|', text), name  # faithfulness
+    for fill in ('mean', 'blur', 'reference', 'texture'):  # the fill check, on healthy images
+      assert re.search(rf'\| {name} \| {fill} \| {signed} \| {n_test - n_positive} \|', text)
     assert re.search(rf'- {name}: EHR-AUC (yes|no), pointing game (yes|no), relevance mass '
                      '(yes|no)', text)
     assert re.search(rf'\| {name} \| cascading \| \S+ \|( {signed} \|){{2}} 16 \|', text)
@@ -51,7 +54,8 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data_dir):
   assert re.search(rf'\| pointing game \| (n/a|{signed}) \| (n/a|{signed}) \|', text)
   assert re.search(r'\| repeatability \| resnet_tiny \| resnet_tiny \(seed \+1\) \|', text)
   assert len(re.findall(r'\| reproducibility \|', text)) == 3
-  for figure in ('overlays.png', 'sanity.png', 'metrics_by_depth.png'):
+  assert 'removed pixels filled with' in text and '(fill `texture`)' in text
+  for figure in ('overlays.png', 'sanity.png', 'metrics_by_depth.png', 'deletion_insertion.png'):
     assert f']({figure})' in text
     assert os.path.getsize(os.path.join(workdir, figure)) > 10_000
   for name in names + ['resnet_tiny_seed+1']:

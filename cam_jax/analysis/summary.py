@@ -2,8 +2,8 @@
 
 Classification metrics are taken over every image (probabilities that are not finite are
 reported in a note, never dropped); localisation metrics over the images with a lesion mask;
-faithfulness metrics over every image that has them. Records are written and read as CSV or
-Parquet (by file extension).
+faithfulness metrics over every image that has them (deletion / insertion: the positives).
+Records are written and read as CSV or Parquet (by file extension).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ LOCALISATION_METRICS = ('ehr_auc', 'pointing_game', 'pointing_game_weighted', 'r
                         'relevance_mass_weighted', 'relevance_rank', 'top_k', 'iou', 'dice',
                         'iou_otsu', 'dice_otsu', 'iou_otsu_plain', 'dice_otsu_plain',
                         'pixel_roc_auc', 'pixel_pr_auc')
-FAITHFULNESS_METRICS = ('deletion_auc', 'insertion_auc', 'road_morf', 'road_lerf')
+FAITHFULNESS_METRICS = ('deletion_auc', 'insertion_auc', 'deletion_auc_predicted',
+                        'insertion_auc_predicted', 'road_morf', 'road_lerf')
 SIZE_STRATA = ('small', 'medium', 'large')
 SUMMARY_COLUMNS = ['metric', 'value', 'low', 'high', 'n', 'n_skipped', 'note']
 

@@ -20,6 +20,7 @@ from cam_jax.cams.base import (
   Method,
   describe_target,
   make_cam_fn,
+  predicted_target,
   projection_2d,
   target_score,
 )
@@ -119,4 +120,4 @@ def _first(out):
 
 __all__ = ['ACTIVATION', 'ATTENTION', 'GRADIENT', 'METHODS', 'Method', 'PERTURBATION', 'PREDICTED',
            'TTA_FACTORS', 'cam_function', 'describe_target', 'heat_function', 'make_cam_fn',
-           'postprocess', 'projection_2d', 'target_score']
+           'postprocess', 'predicted_target', 'projection_2d', 'target_score']

@@ -60,6 +60,12 @@ def target_score(logits: jax.Array, target: jax.Array) -> jax.Array:
   return logits[idx]
 
 
+def predicted_target(num_classes: int) -> int:
+  """The target meaning "the predicted finding" of a head with ``num_classes`` logits
+  (``target_score``'s conventions)."""
+  return PREDICTED if num_classes == 1 else -1
+
+
 def describe_target(target: int, num_classes: int) -> str:
   """What ``target`` explains, in words (``target_score``'s conventions)."""
   if num_classes == 1:

@@ -18,6 +18,7 @@ from cam_jax.cli import common
 from cam_jax.core import processes
 from cam_jax.core.errors import BadInput
 from cam_jax.core.text import split_list
+from cam_jax.metrics import faithfulness
 from cam_jax.models import checkpoint
 from cam_jax.scoring import driver
 
@@ -43,9 +44,12 @@ def main(argv):
   frames, summaries, strata = [], [], []
   tune_on = (data.open_split(config.data, config.score.tune_split, config.data_dir)
              if config.score.tune_split else None)
+  fill_from = (data.open_split(config.data, config.score.fill_split, config.data_dir)
+               if config.score.fill in faithfulness.NEEDS_REFERENCE else None)
   for method in methods:
     result = cam_jax.score(model, source, method=method, metrics=metrics, tune_on=tune_on,
-                           deletion_steps=config.score.deletion_steps, **options)
+                           deletion_steps=config.score.deletion_steps, fill=config.score.fill,
+                           fill_from=fill_from, **options)
     if tune_on is not None:
       common.log(f'{method}: IoU threshold tuned on {config.score.tune_split}: '
                  f'{result.tuned_threshold:.2f}')

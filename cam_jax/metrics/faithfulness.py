@@ -113,45 +113,174 @@ def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
   return images
 
 
+FILLS = ('mean', 'blur', 'reference', 'texture')
+"""What removed pixels become (``fill_values``)."""
+DELETION_FILLS = ('rise', *FILLS)
+"""``deletion_insertion``'s fills: one of ``FILLS`` for both curves, or 'rise', RISE's own pair
+('mean' for deletion, 'blur' for insertion)."""
+NEEDS_REFERENCE = ('reference', 'texture')
+FILL_NOTES = {
+    'rise': "RISE's own: 0, the data mean, for deletion and a Gaussian blur for insertion",
+    'mean': '0, the data mean',
+    'blur': 'a Gaussian blur of the image',
+    'reference': "the image's nearest healthy reference image",
+    'texture': "the image's own low frequencies with the high-frequency texture of its nearest "
+               'healthy reference image',
+}
+"""Each of ``DELETION_FILLS`` in words."""
+TEXTURE_SIGMA = 2.0  # px: the 'texture' fill keeps the image's own structure above this scale
+
+
+def fill_values(images: jax.Array, fill: str, reference: jax.Array | None = None, *,
+                blur_sigma: float = 5.0, texture_sigma: float = TEXTURE_SIGMA) -> jax.Array:
+  """(B, H, W, C) values that replace removed pixels of ``images`` (``FILLS``):
+
+  - 'mean': 0, the data mean (RISE's deletion);
+  - 'blur': ``gaussian_blur(images, blur_sigma)`` (RISE's insertion start);
+  - 'reference': the pixels of ``reference`` (B, H, W, C), a healthy image per image (a
+    counterfactual fill, Chang, Creager, Goldenberg & Duvenaud, "Explaining Image Classifiers
+    by Counterfactual Generation", ICLR 2019, argue for in-distribution infills);
+  - 'texture': the image's own low frequencies (``gaussian_blur`` at ``texture_sigma``) plus
+    the high frequencies of ``reference`` (itself minus its blur): healthy texture laid on the
+    image's anatomy, so a removed region keeps lung texture and shows no seam (the image
+    splitting into frequency bands as in Burt & Adelson's Laplacian pyramid, 1983).
+
+  'mean' and 'blur' erase texture, and 'reference' pastes anatomy that does not line up; on
+  the phantom, whose lesion is lung without texture behind a thin line, each of them creates
+  the finding (``fill_cue``; ``scoring.fill_check`` measures it).
+  """
+  if fill == 'mean':
+    return jnp.zeros_like(images)
+  if fill == 'blur':
+    return gaussian_blur(images, _positive(blur_sigma, 'blur_sigma'))
+  if fill in NEEDS_REFERENCE:
+    if reference is None or jnp.shape(reference) != images.shape:
+      raise BadInput(f'fill {fill!r} needs reference images of shape {images.shape}, got '
+                     f'{None if reference is None else jnp.shape(reference)}')
+    reference = jnp.asarray(reference, images.dtype)
+    if fill == 'reference':
+      return reference
+    sigma = _positive(texture_sigma, 'texture_sigma')
+    return gaussian_blur(images, sigma) + reference - gaussian_blur(reference, sigma)
+  raise BadInput(f'unknown fill {fill!r}; choose one of: {", ".join(FILLS)}')
+
+
+def _positive(value, name):
+  if value <= 0:
+    raise BadInput(f'{name} must be > 0, got {value}')
+  return value
+
+
+def nearest_reference(images: jax.Array, pool: jax.Array) -> jax.Array:
+  """(B, H, W, C): for each image the image of ``pool`` (N, H, W, C) nearest to it in squared
+  pixel distance, an exact copy of it (distance 0) skipped: the closest healthy counterfactual
+  (the "nearest unlike neighbour" of Keane & Smyth, "Good Counterfactuals and Where to Find
+  Them", ICCBR 2020). One pass over the pool, B distances at a time."""
+  if pool.ndim != 4 or pool.shape[1:] != images.shape[1:] or pool.shape[0] < 1:
+    raise BadInput(f'pool must be (N >= 1, {", ".join(map(str, images.shape[1:]))}), got shape '
+                   f'{pool.shape}')
+  distance = jax.lax.map(lambda r: jnp.sum((images - r) ** 2, axis=(1, 2, 3)), pool)
+  return pool[jnp.argmin(jnp.where(distance > 0, distance, jnp.inf), axis=0)]
+
+
+def check_fill(fill: str) -> tuple[str, str]:
+  """(deletion's, insertion's) fill of one of ``DELETION_FILLS``."""
+  if fill not in DELETION_FILLS:
+    raise BadInput(f'unknown fill {fill!r}; choose one of: {", ".join(DELETION_FILLS)}')
+  return ('mean', 'blur') if fill == 'rise' else (fill, fill)
+
+
+def _counts(hw, n_steps):
+  """Pixels changed at each of the n_steps + 1 points (integer rounding, halves up)."""
+  if n_steps < 1:
+    raise BadInput(f'n_steps must be >= 1, got {n_steps}')
+  return [(2 * i * hw + n_steps) // (2 * n_steps) for i in range(n_steps + 1)]
+
+
+def _curves(predict, images, ranks, targets, logits, canvases, n_steps):
+  """(len(canvases), n_steps + 1, B) probabilities of the explained targets along each
+  ``(start, finish)`` pair of canvases: point i has the first counts[i] pixels of the order
+  taken from finish, the rest from start. A curve starting from ``images`` itself (``None``)
+  reuses ``logits`` for its point 0."""
+  counts = _counts(images.shape[1] * images.shape[2], n_steps)
+  stacked = jnp.stack([images if c is None else c for pair in canvases for c in pair])
+  cases = [(2 * k, 2 * k + 1, count) for k, (start, _) in enumerate(canvases)
+           for i, count in enumerate(counts) if not (i == 0 and start is None)]
+  starts, finishes, cnt = (jnp.array(x, jnp.int32) for x in zip(*cases))
+
+  def score(case):
+    start, finish, count = case
+    return target_probability(predict(jnp.where(ranks < count, stacked[finish], stacked[start])),
+                              targets)
+
+  points = jax.lax.map(score, (starts, finishes, cnt))
+  out, at = [], 0
+  for start, _ in canvases:
+    if start is None:
+      out.append(jnp.concatenate([target_probability(logits, targets)[None],
+                                  points[at:at + n_steps]]))
+      at += n_steps
+    else:
+      out.append(points[at:at + n_steps + 1])
+      at += n_steps + 1
+  return jnp.stack(out)
+
+
 def deletion_insertion(predict: Predict, images: jax.Array, heat: jax.Array,
-                       targets: jax.Array, *, n_steps: int = 16,
-                       blur_sigma: float = 5.0) -> dict[str, jax.Array]:
+                       targets: jax.Array, *, n_steps: int = 16, blur_sigma: float = 5.0,
+                       fill: str = 'rise',
+                       reference: jax.Array | None = None) -> dict[str, jax.Array]:
   """RISE's deletion and insertion AUCs (Petsiuk, Das & Saenko, BMVC 2018), per image.
 
   Point i = 0..n_steps of a curve has the first round(i * H * W / n_steps) pixels of the heat
   order changed (integer rounding, halves up; when n_steps divides H * W this is RISE's
-  ``step = H * W / n_steps`` pixels per step). Deletion sets them to 0, the data mean, starting
-  from the image; insertion copies them from the image into ``gaussian_blur(image,
-  blur_sigma)``. Each point scores ``target_probability`` of the perturbed image, and the value
-  is the trapezoid area of the n_steps + 1 points over the fractions 0, 1/n_steps, ..., 1 (the
-  x axis RISE's ``auc`` uses). Lower deletion / higher insertion AUC = more faithful.
+  ``step = H * W / n_steps`` pixels per step). Deletion moves them from the image to
+  ``fill_values``; insertion moves them from ``fill_values`` to the image. ``fill``: one of
+  ``DELETION_FILLS``; the default 'rise' deletes to 0, the data mean, and inserts into
+  ``gaussian_blur(image, blur_sigma)``, as RISE does; 'reference' and 'texture' use
+  ``reference`` (B, H, W, C), one healthy image per image, for both (``fill_values``). Each
+  point scores ``target_probability`` of the perturbed image, and the value is the trapezoid
+  area of the n_steps + 1 points over the fractions 0, 1/n_steps, ..., 1 (the x axis RISE's
+  ``auc`` uses). Lower deletion / higher insertion AUC = more faithful.
 
-  Returns ``{'deletion_auc': (B,), 'insertion_auc': (B,)}``, in [0, 1].
+  Returns ``deletion_auc`` and ``insertion_auc`` (B,), in [0, 1], and their points
+  ``deletion_curve`` and ``insertion_curve`` (B, n_steps + 1).
   """
   targets = _check(images, heat, targets)
-  if n_steps < 1:
-    raise BadInput(f'n_steps must be >= 1, got {n_steps}')
-  if blur_sigma <= 0:
-    raise BadInput(f'blur_sigma must be > 0, got {blur_sigma}')
-  hw = images.shape[1] * images.shape[2]
-  counts = [(2 * i * hw + n_steps) // (2 * n_steps) for i in range(n_steps + 1)]
+  delete_to, insert_into = check_fill(fill)
   ranks = _ranks(heat)[..., None]
-  blurred = gaussian_blur(images, blur_sigma)
-
   logits = predict(images)  # deletion point 0: the unmodified images
   targets = _explicit_targets(logits, targets)
+  canvases = [(None, fill_values(images, delete_to, reference, blur_sigma=blur_sigma)),
+              (fill_values(images, insert_into, reference, blur_sigma=blur_sigma), None)]
+  deletion, insertion = _curves(predict, images, ranks, targets, logits, canvases, n_steps)
+  return {'deletion_auc': _trapezoid(deletion), 'insertion_auc': _trapezoid(insertion),
+          'deletion_curve': deletion.T, 'insertion_curve': insertion.T}
 
-  def score(case):
-    insert, count = case
-    start = jnp.where(insert, blurred, images)
-    finish = jnp.where(insert, images, 0.0)
-    return target_probability(predict(jnp.where(ranks < count, finish, start)), targets)
 
-  # Every point but deletion's first, as (insert?, count) cases.
-  inserts = jnp.array([False] * n_steps + [True] * (n_steps + 1))
-  curves = jax.lax.map(score, (inserts, jnp.array(counts[1:] + counts, jnp.int32)))
-  deletion = jnp.concatenate([target_probability(logits, targets)[None], curves[:n_steps]])
-  return {'deletion_auc': _trapezoid(deletion), 'insertion_auc': _trapezoid(curves[n_steps:])}
+def fill_cue(predict: Predict, images: jax.Array, heat: jax.Array, *, fill: str,
+             reference: jax.Array | None = None, n_steps: int = 16,
+             blur_sigma: float = 5.0) -> dict[str, jax.Array]:
+  """How much a fill alone moves the probability of the positive finding (target +1: the
+  positive sign of a one-logit head, class 1 of a softmax head), per image: pixels are deleted
+  to ``fill_values(images, fill, reference)`` in the order of ``heat`` (for a known-truth
+  check, a random order on healthy images), as in ``deletion_insertion``.
+
+  Returns ``change_curve`` (B, n_steps + 1), the probability at each point minus that of the
+  unmodified image, and ``change`` (B,), its trapezoid area over the fractions [0, 1]: about 0
+  when the fill carries no evidence of the finding, positive when removing pixels creates it
+  (the confound of a fill that looks like the lesion; Hooker et al., "A Benchmark for
+  Interpretability Methods in Deep Neural Networks", NeurIPS 2019, on removals that leave the
+  data distribution).
+  """
+  positive = jnp.ones(images.shape[:1], jnp.int32)
+  targets = _check(images, heat, positive)
+  ranks = _ranks(heat)[..., None]
+  logits = predict(images)
+  canvases = [(None, fill_values(images, fill, reference, blur_sigma=blur_sigma))]
+  curve = _curves(predict, images, ranks, targets, logits, canvases, n_steps)[0]
+  change = curve - curve[:1]
+  return {'change': _trapezoid(change), 'change_curve': change.T}
 
 
 def _neighbour_sum(x):

@@ -8,12 +8,13 @@ import os
 import pandas as pd
 
 from cam_jax.analysis import compare, statistics, summary as summary_lib
-from cam_jax.metrics import classification
+from cam_jax.metrics import classification, faithfulness
 from cam_jax.report import figures, html, tables
 
 BASELINE = 'random heat map'
 REPORT, REPORT_HTML = 'report.md', 'report.html'
 OVERLAYS, SANITY_PLOT, DEPTH_PLOT = 'overlays.png', 'sanity.png', 'metrics_by_depth.png'
+CURVES_PLOT = 'deletion_insertion.png'
 HEAT_METRICS = ('ehr_auc', 'pointing_game', 'pointing_game_weighted', 'relevance_mass',
                 'relevance_mass_weighted', 'relevance_rank', 'top_k')
 MASK_METRICS = ('iou', 'dice', 'iou_otsu', 'dice_otsu', 'iou_otsu_plain', 'dice_otsu_plain',
@@ -69,7 +70,8 @@ def _ci(n_resamples, seed):
 def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list[str],
                  explained: str = 'the positive finding', n_resamples: int = 2000,
                  seed: int = 0, sanity: pd.DataFrame | None = None,
-                 agreement: pd.DataFrame | None = None) -> str:
+                 agreement: pd.DataFrame | None = None, fill: str = 'rise',
+                 fill_check: pd.DataFrame | None = None) -> str:
   """Writes ``<workdir>/report.md``, its figures and ``report.html`` (the same report in one
   self-contained page, ``html.to_html``) and returns the Markdown.
 
@@ -77,7 +79,9 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
   BASELINE``), ``layer``, and optionally ``depth`` and ``tuned_threshold`` per model.
   ``sanity``: ``scoring.sanity.model_randomisation`` rows with a ``model`` column;
   ``agreement``: ``scoring.agreement.map_agreement`` rows with columns ``kind``, ``a``, ``b``.
-  ``explained``: what the heat maps explain, in words (``cams.describe_target``).
+  ``explained``: what the heat maps explain, in words (``cams.describe_target``). ``fill``:
+  the deletion / insertion fill (``faithfulness.DELETION_FILLS``); ``fill_check``:
+  ``scoring.fill_check`` records with a ``model`` column.
   """
   summaries, by_size = _summaries(records, n_resamples, seed)
   layers = _per_model(records, 'layer')
@@ -119,10 +123,27 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
   faithful = [m for m in summary_lib.FAITHFULNESS_METRICS
               if any((summaries[n]['metric'] == m).any() for n in models)]
   if faithful:
-    lines += [f'## Faithfulness (every test image, explaining {explained})', '',
-              'Deletion and insertion: RISE (Petsiuk et al. 2018); ROAD: noisy linear imputation '
-              '(Rong et al. 2022), mean probability over the removal fractions.', '',
+    lines += ['## Faithfulness', '',
+              f'Deletion and insertion (RISE, Petsiuk et al. 2018), removed pixels filled with '
+              f'{faithfulness.FILL_NOTES[fill]} (fill `{fill}`), on the test images with the '
+              'finding (label 1), explaining the positive finding (`deletion_auc`, '
+              '`insertion_auc`) and the predicted one (`_predicted`), each with its own heat '
+              'map: a healthy image has no finding whose evidence could be removed, and a fill '
+              'must not create the finding itself (the fill check below). ROAD (Rong et al. '
+              f'2022, every test image, explaining {explained}): mean probability over the '
+              'removal fractions.', '',
               tables.metric_table({m: summaries[m] for m in models}, faithful), '']
+    curves = records[records['model'].isin(models)]
+    if figures.curve_steps(curves):
+      figures.deletion_insertion_curves(curves, os.path.join(workdir, CURVES_PLOT))
+      lines += [f'![deletion and insertion curves]({CURVES_PLOT})', '']
+  if fill_check is not None and len(fill_check):
+    lines += ['### Fill check: do the fills create the finding?', '',
+              'Change of the probability of the positive finding when pixels of the healthy '
+              'test images are deleted in a random order (blobs of a random lattice, upsampled '
+              'like a heat map), area over the fraction removed; about 0 when a fill carries no '
+              'evidence of the finding, positive when it creates it:', '',
+              tables.mean_ci_table(fill_check, ['model', 'fill'], ['change'], ci), '']
   comparison = _comparison(records, models, n_resamples, seed)
   if comparison:
     tables_, metrics = comparison
@@ -168,5 +189,5 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
   return text
 
 
-__all__ = ['BASELINE', 'DEPTH_PLOT', 'OVERLAYS', 'REPORT', 'REPORT_HTML', 'SANITY_PLOT', 'figures',
-           'html', 'tables', 'write_report']
+__all__ = ['BASELINE', 'CURVES_PLOT', 'DEPTH_PLOT', 'OVERLAYS', 'REPORT', 'REPORT_HTML',
+           'SANITY_PLOT', 'figures', 'html', 'tables', 'write_report']

@@ -1,5 +1,5 @@
-"""Figures: overlays of heat maps on images with lesion contours, sanity-check curves and
-metrics against depth."""
+"""Figures: overlays of heat maps on images with lesion contours, sanity-check curves,
+deletion / insertion curves and metrics against depth."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
+
+from cam_jax.analysis import statistics
 
 
 def overlay_grid(images: np.ndarray, masks: np.ndarray, heatmaps: dict[str, np.ndarray],
@@ -69,6 +71,45 @@ def metrics_by_depth(models_table, depth: dict, metrics: list[str], path: str) -
     ax.set_title(metric, fontsize=8)
     ax.set_xlabel('depth (weight layers)', fontsize=7)
     ax.tick_params(labelsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def curve_steps(records) -> int:
+  """Points of the deletion curve in ``records`` (columns deletion@0, deletion@1, ...), 0 when
+  there are none or no image has them."""
+  n = 0
+  while f'deletion@{n}' in records and records[f'deletion@{n}'].notna().any():
+    n += 1
+  return n
+
+
+def deletion_insertion_curves(records, path: str, *, n_resamples: int = 1000,
+                              seed: int = 0) -> None:
+  """Mean deletion and insertion curves (RISE, Petsiuk et al. 2018) per model, with
+  percentile-bootstrap 95% bands over the images that have them (``records`` columns
+  ``deletion@i``, ``insertion@i``: fraction i / n_steps of the pixels removed or inserted)."""
+  n = curve_steps(records)
+  fractions = np.arange(n) / (n - 1)
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), squeeze=False)
+  for ax, curve in zip(axes[0], ('deletion', 'insertion')):
+    for model, group in records.groupby('model', sort=False):
+      points = group[[f'{curve}@{i}' for i in range(n)]].dropna().to_numpy()
+      if not len(points):
+        continue
+      cis = np.array([statistics.bootstrap_ci(points[:, i], n_resamples=n_resamples, seed=seed)
+                      for i in range(n)])
+      line, = ax.plot(fractions, cis[:, 0], marker='o', markersize=3,
+                      label=f'{model} (n = {len(points)})')
+      ax.fill_between(fractions, cis[:, 1], cis[:, 2], color=line.get_color(), alpha=0.2)
+    verb = 'removed' if curve == 'deletion' else 'inserted'
+    ax.set_xlabel(f'fraction of pixels {verb}')
+    ax.set_ylabel('probability of the explained finding')
+    ax.set_title(curve, fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -6,8 +6,17 @@ maps the same way, the floor a CAM has to beat.
 
 Metric groups (``metrics=``): ``'localisation'`` (every metric of
 ``scoring.localisation.localisation_metrics``, against the lesion mask), ``'deletion_insertion'``
-(RISE, 2 x (n_steps + 1) extra forward passes per image) and ``'road'`` (ROAD, 2 x len(fractions)
-extra forward passes); see ``scoring.faithfulness``.
+(RISE, scored on the positive images, label 1, for two targets: the positive finding and the
+predicted one, each with its own heat map; 2 x 2 x (n_steps + 1) extra forward passes per image)
+and ``'road'`` (ROAD, 2 x len(fractions) extra forward passes); see ``metrics.faithfulness``.
+
+Deletion / insertion columns: ``deletion_auc``, ``insertion_auc`` (target +1) and
+``deletion_auc_predicted``, ``insertion_auc_predicted`` (the predicted finding), and the +1
+curves' points ``deletion@i``, ``insertion@i`` (fraction i / n_steps of the pixels removed or
+inserted), NaN on images whose label is not 1: a healthy image has no finding whose evidence
+could be removed. ``fill`` says what removed pixels become (``faithfulness.DELETION_FILLS``);
+'reference' and 'texture' use each image's nearest healthy image of ``fill_from``
+(``faithfulness.nearest_reference``).
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ LOCALISATION, DELETION_INSERTION, ROAD = 'localisation', 'deletion_insertion', '
 METRIC_GROUPS = (LOCALISATION, DELETION_INSERTION, ROAD)
 DEFAULT_METRICS = (LOCALISATION,)
 GRIDS = {'iou_grid': 'iou', 'dice_grid': 'dice'}  # per-threshold vectors -> columns iou@0.05, ...
+CURVES = {'deletion_curve': 'deletion', 'insertion_curve': 'insertion'}  # -> deletion@0, ...
+POSITIVE_ONLY = frozenset({'deletion_auc', 'insertion_auc', 'deletion_auc_predicted',
+                           'insertion_auc_predicted', *CURVES})
 
 
 _COLUMN_ORDER = ('id', 'label', 'has_mask', 'prob', *summary_lib.LOCALISATION_METRICS,
@@ -82,6 +94,49 @@ def _localisation(heat, masks, flags, top_k, parts: int = 1):
   return out
 
 
+def curve_column(prefix: str, step: int) -> str:
+  """The records column of point ``step`` of the +1 target's 'deletion' or 'insertion' curve."""
+  return f'{prefix}@{step}'
+
+
+def negatives(source) -> list[dict]:
+  """The records of a random-access ``source`` with label 0 (healthy), in order."""
+  if not (hasattr(source, '__getitem__') and hasattr(source, '__len__')):
+    raise BadInput('healthy images are read from a random-access data set (a split), not from '
+                   'an iterable of batches')
+  return [r for r in (source[i] for i in range(len(source))) if int(r['label']) == 0]
+
+
+def reference_pool(source, normalisation) -> np.ndarray:
+  """(N, H, W, C) model-input images (``normalisation``: the model's) of the healthy (label 0)
+  records of ``source``: the pool the 'reference' and 'texture' fills draw from."""
+  healthy = negatives(source)
+  if not healthy:
+    raise BadInput(f'fill_from has no healthy (label 0) record among its {len(source)}: the '
+                   "'reference' fill takes removed pixels from one")
+  return np.stack([normalisation.normalise(r['image']) for r in healthy])
+
+
+def check_fill(fill: str, fill_from) -> str:
+  """``fill`` (one of ``faithfulness.DELETION_FILLS``) after checking it has what it needs."""
+  faithfulness.check_fill(fill)
+  if (fill in faithfulness.NEEDS_REFERENCE) != (fill_from is not None):
+    raise BadInput(f'fills {" and ".join(map(repr, faithfulness.NEEDS_REFERENCE))} need '
+                   'fill_from, a data set (e.g. the validation split) whose healthy images are '
+                   f'the references, and other fills take none; got fill {fill!r} with fill_from '
+                   f'{"set" if fill_from is not None else "None"}')
+  return fill
+
+
+def image_keys(seed: int, mesh) -> Callable[[int, int], jax.Array]:
+  """``keys(i, n)``: one PRNG key per image of batch ``i`` of ``n`` images, from its position in
+  the stream and ``seed``, sharded like a batch."""
+  key = jax.random.key(seed)
+  fn = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)),
+               out_shardings=mesh_lib.data_sharded(mesh))
+  return lambda i, n: fn(jnp.arange(i * n, (i + 1) * n))
+
+
 def _slices(mesh, batch_size: int | None) -> int:
   """2 on a single CPU device when the batch splits evenly, else 1 (see ``_localisation``)."""
   one_cpu = mesh.devices.size == 1 and mesh.devices.flat[0].platform == 'cpu'
@@ -91,20 +146,26 @@ def _slices(mesh, batch_size: int | None) -> int:
 def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
                     metrics: Sequence[str] = DEFAULT_METRICS, top_k: int | None = None,
                     deletion_steps: int = 16, road_fractions: Sequence[float] | None = None,
-                    batch_size: int | None = None, **cam_options):
+                    batch_size: int | None = None, fill: str = 'rise',
+                    fill_pool: np.ndarray | None = None, **cam_options):
   """(jitted ``step(state, images, masks, targets, keys) -> per-image dict``, state, layer).
 
-  ``cam_options`` go to ``cams.heat_function`` (aug_smooth, eigen_smooth, chunk). Faithfulness
-  metrics explain the same targets with the model's probability (``faithfulness``).
+  ``cam_options`` go to ``cams.heat_function`` (aug_smooth, eigen_smooth, chunk). ROAD
+  explains the same targets with the model's probability (``faithfulness``); deletion /
+  insertion explain target +1 and the predicted finding, each with the heat map of that target
+  (the map of ``targets`` where they are the same), filled by ``fill`` (``fill_pool``: the
+  ``reference_pool`` of 'reference').
   """
   metrics = check_metrics(metrics)
-  heat_fn, state, layer = cams.heat_function(model, method, layer, **cam_options)
+  check_fill(fill, fill_pool)
+  heat_fn, model_state, layer = cams.heat_function(model, method, layer, **cam_options)
   graphdef = nnx.graphdef(model)
   road_kw = {} if road_fractions is None else {'fractions': tuple(road_fractions)}
   road_kw['noise_std'] = model.normalisation.input_units(faithfulness.ROAD_PIXEL_NOISE)
   parts = _slices(mesh, batch_size)
 
-  def step(state, images, masks, targets, keys):
+  def step(replicated, images, masks, targets, keys):
+    state, pool = replicated['model'], replicated['pool']
     heat, flags, logits = heat_fn(state, images, targets)
     out = {'prob': positive_probability(logits), 'flags': flags}
     if LOCALISATION in metrics:
@@ -114,14 +175,22 @@ def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
       return nnx.merge(graphdef, state)(x, train=False)
 
     if DELETION_INSERTION in metrics:
-      out.update(faithfulness.deletion_insertion(predict, images, heat, targets,
-                                                 n_steps=deletion_steps))
+      reference = None if pool is None else faithfulness.nearest_reference(images, pool)
+      for suffix, value in (('', 1), ('_predicted', cams.predicted_target(logits.shape[-1]))):
+        wanted = jnp.full_like(targets, value)
+        wanted_heat = jax.lax.cond(jnp.all(targets == wanted), lambda: heat,
+                                   lambda w=wanted: heat_fn(state, images, w)[0])
+        rise = faithfulness.deletion_insertion(predict, images, wanted_heat, wanted,
+                                               n_steps=deletion_steps, fill=fill,
+                                               reference=reference)
+        out.update({f'{k}{suffix}': v for k, v in rise.items() if suffix == '' or k not in CURVES})
     if ROAD in metrics:
       out.update(faithfulness.road(predict, images, heat, targets, keys, **road_kw))
     return out
 
   fn = mesh_lib.jit_on_mesh(step, mesh, replicated_args=1, sharded_args=4)
-  return fn, mesh_lib.replicate(state, mesh), layer
+  replicated = {'model': model_state, 'pool': None if fill_pool is None else jnp.asarray(fill_pool)}
+  return fn, mesh_lib.replicate(replicated, mesh), layer
 
 
 def as_batches(dataset, batch_size: int, normalisation) -> Iterable[dict]:
@@ -136,13 +205,18 @@ def _frame(batch: dict, out: dict, mask_keys: frozenset) -> pd.DataFrame:
   """The valid rows of one batch as records; mask metrics are NaN where there is no lesion."""
   valid = np.asarray(batch['valid'], bool)
   has_mask = np.asarray(batch['mask']).reshape(len(valid), -1).any(axis=1)
-  columns = {'id': np.asarray(batch['id']).astype(str),
-             'label': np.asarray(batch['label']).astype(int), 'has_mask': has_mask}
+  label = np.asarray(batch['label']).astype(int)
+  columns = {'id': np.asarray(batch['id']).astype(str), 'label': label, 'has_mask': has_mask}
   for key, value in out.items():
     value = np.asarray(value)
     if key == 'flags':
       continue
-    if key in GRIDS:
+    if key in POSITIVE_ONLY:
+      value = np.where((label == 1).reshape(-1, *[1] * (value.ndim - 1)), value, np.nan)
+    if key in CURVES:
+      for j in range(value.shape[1]):
+        columns[curve_column(CURVES[key], j)] = value[:, j].astype(np.float64)
+    elif key in GRIDS:
       for j, t in enumerate(localisation.THRESHOLDS):
         columns[summary_lib.grid_column(GRIDS[key], t)] = np.where(has_mask, value[:, j], np.nan)
     elif key in mask_keys:
@@ -183,24 +257,27 @@ def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | No
                   target: int = 1, metrics: Sequence[str] = DEFAULT_METRICS,
                   batch_size: int = 64, mesh=None, seed: int = 0, top_k: int | None = None,
                   deletion_steps: int = 16, road_fractions: Sequence[float] | None = None,
+                  fill: str = 'rise', fill_from=None,
                   **cam_options) -> Callable[..., pd.DataFrame]:
   """``stream(dataset, progress=False) -> records``: the per-image records of ``score``, from a
   step compiled once and reused for every data set streamed (arguments as in ``score``)."""
   metrics = check_metrics(metrics)
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_size(batch_size, mesh)
+  check_fill(fill, fill_from)
+  pool = reference_pool(fill_from, model.normalisation) if fill_from is not None else None
   fn, state, _ = make_score_step(model, method, layer, mesh, metrics=metrics, top_k=top_k,
                                  deletion_steps=deletion_steps, road_fractions=road_fractions,
-                                 batch_size=batch_size, **cam_options)
-  key, dat = jax.random.key(seed), mesh_lib.data_sharded(mesh)
-  image_keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)), out_shardings=dat)
+                                 batch_size=batch_size, fill=fill, fill_pool=pool,
+                                 **cam_options)
+  keys_of = image_keys(seed, mesh)
   mask_keys = _mask_keys()
 
   def device_fn(i, images, masks):
     n = images.shape[0]
     targets = mesh_lib.same_targets(target, n, mesh)
     # ROAD's noise: one key per image from its position in the stream, whatever the batch size
-    return fn(state, images, masks, targets, image_keys(jnp.arange(i * n, (i + 1) * n)))
+    return fn(state, images, masks, targets, keys_of(i, n))
 
   def stream(dataset, progress: bool = False) -> pd.DataFrame:
     return stream_frames(as_batches(dataset, batch_size, model.normalisation), device_fn, mesh,
@@ -225,7 +302,7 @@ def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
           mesh=None, progress: bool = True, n_resamples: int = 2000, seed: int = 0,
           tuned_threshold: float | None = None, tune_on=None, top_k: int | None = None,
           deletion_steps: int = 16, road_fractions: Sequence[float] | None = None,
-          **cam_options) -> ScoreResult:
+          fill: str = 'rise', fill_from=None, **cam_options) -> ScoreResult:
   """Scores ``method`` heat maps of ``model`` on ``dataset`` in one streaming pass.
 
   ``model``: an ``nnx.Module`` with weights or a checkpoint directory. ``dataset``: a
@@ -239,7 +316,11 @@ def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
   (``summary.tune_threshold``), reported as ``iou_tuned`` / ``dice_tuned``; or ``tune_on``: a
   data set (e.g. the validation split) whose lesion images choose it first, in a pass with the
   localisation metrics alone. ``top_k``: k of the top-k intersection. ``deletion_steps``,
-  ``road_fractions``: see ``metrics.faithfulness``. ``cam_options``: ``aug_smooth``,
+  ``road_fractions``: see ``metrics.faithfulness``. ``fill``: what deletion / insertion put
+  in place of removed pixels (``faithfulness.DELETION_FILLS``; default 'rise', RISE's mean and
+  blur); 'reference' and 'texture' (``faithfulness.fill_values``) take them from the nearest
+  healthy image of ``fill_from`` (a random-access data set other than ``dataset``, e.g. the
+  validation split). ``cam_options``: ``aug_smooth``,
   ``eigen_smooth``, ``chunk`` (see ``cams.heat_function``).
   """
   model, _ = checkpoint.model_and_recipe(model)
@@ -249,7 +330,7 @@ def score(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
       tuned_threshold, tune_on,
       lambda tune: record_stream(model, metrics=(LOCALISATION,), **common)(tune, progress))
   stream = record_stream(model, metrics=metrics, deletion_steps=deletion_steps,
-                         road_fractions=road_fractions, **common)
+                         road_fractions=road_fractions, fill=fill, fill_from=fill_from, **common)
   return ScoreResult(stream(dataset, progress), n_resamples, seed, tuned_threshold)
 
 

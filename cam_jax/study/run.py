@@ -22,11 +22,12 @@ from cam_jax.analysis import summary
 from cam_jax.core import mesh as mesh_lib
 from cam_jax.core.errors import BadInput
 from cam_jax.core.text import split_list
+from cam_jax.metrics import faithfulness
 from cam_jax.models import checkpoint
-from cam_jax.scoring import agreement, driver, sanity
+from cam_jax.scoring import agreement, driver, fill_check, sanity
 from cam_jax.train import loop
 
-SANITY, AGREEMENT = 'sanity.csv', 'agreement.csv'
+SANITY, AGREEMENT, FILL_CHECK = 'sanity.csv', 'agreement.csv', 'fill_check.csv'
 
 
 def model_names(config) -> list[str]:
@@ -116,8 +117,38 @@ def _score_model(name, model, layer, config, splits, score_kw):
   result = driver.score(model, splits['test'], method=config.cam.method, layer=layer,
                         target=config.cam.target, aug_smooth=config.cam.aug_smooth,
                         eigen_smooth=config.cam.eigen_smooth, metrics=_metrics(config),
-                        deletion_steps=config.score.deletion_steps, **score_kw)
+                        deletion_steps=config.score.deletion_steps, fill=config.score.fill,
+                        fill_from=_fill_source(config, splits, (config.score.fill,)),
+                        **score_kw)
   return _label(result, name, layer, models.depth(model))
+
+
+def _fill_source(config, splits, fills):
+  """The split ``config.score.fill_split`` when one of ``fills`` needs references, else None."""
+  if not any(f in faithfulness.NEEDS_REFERENCE for f in fills):
+    return None
+  if config.score.fill_split not in splits:
+    raise BadInput(f'unknown config.score.fill_split {config.score.fill_split!r}; choose one '
+                   f'of: {", ".join(splits)}')
+  return splits[config.score.fill_split]
+
+
+def _fill_check(name, model, cell, config, splits, mesh):
+  """``scoring.fill_check`` of one model on the healthy test images, per fill of
+  ``config.score.fill_check``; cached in the cell's ``fill_check.csv``."""
+  path = os.path.join(cell, FILL_CHECK)
+  if os.path.exists(path):
+    return pd.read_csv(path, dtype={'id': str, 'fill': str})
+  fills = split_list(config.score.fill_check)
+  rows = fill_check.fill_check(model, splits['test'], fills=fills,
+                               fill_from=_fill_source(config, splits, fills),
+                               grid=config.score.baseline_grid,
+                               n_steps=config.score.deletion_steps,
+                               batch_size=config.score.batch_size, mesh=mesh,
+                               seed=config.score.seed).records
+  rows.insert(0, 'model', name)
+  rows.to_csv(path, index=False)
+  return rows
 
 
 def _metrics(config):
@@ -199,6 +230,7 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
                    f'config.models ({", ".join(names)})')
   inits = init_paths(config, names)  # checked before any work
   _metrics(config)
+  faithfulness.check_fill(config.score.fill)
   _claim_workdir(workdir, config)
   data_dir = data.cache.data_dir(config.data_dir)
   splits = {s: data.open_split(config.data, s, data_dir) for s in ('train', 'validation', 'test')}
@@ -207,7 +239,7 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
       f'{len(test_src)} test images in {data_dir}; devices: {jax.device_count()} x '
       f'{jax.devices()[0].platform}')
   mesh = mesh_lib.make_mesh()
-  frames, sanity_frames, trained, repeats = [], [], {}, {}
+  frames, sanity_frames, fill_frames, trained, repeats = [], [], [], {}, {}
   score_kw = dict(batch_size=config.score.batch_size, mesh=mesh, progress=False,
                   n_resamples=config.score.n_resamples, seed=config.score.seed,
                   tune_on=_tune_source(config, splits))
@@ -231,11 +263,16 @@ def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
         f'lesion), {config.cam.method} at {layer}')
     if config.sanity.mode:
       sanity_frames.append(_sanity(name, model, cell, config, test_src, mesh))
+    if config.score.fill_check:
+      fill_frames.append(_fill_check(name, model, cell, config, splits, mesh))
   frames.append(_baseline(config, splits, score_kw))
   records = pd.concat(frames, ignore_index=True)
   records.to_csv(os.path.join(workdir, 'records.csv'), index=False)
   if sanity_frames:
     pd.concat(sanity_frames, ignore_index=True).to_csv(os.path.join(workdir, SANITY), index=False)
+  if fill_frames:
+    pd.concat(fill_frames, ignore_index=True).to_csv(os.path.join(workdir, FILL_CHECK),
+                                                     index=False)
   _agreement(workdir, trained, repeats, config, test_src, mesh, log)
   _overlays(workdir, trained, test_src, config)
   write_study_report(workdir, config, records)
@@ -286,4 +323,6 @@ def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
       title='cam_jax study: how far to trust each heat map', notes=notes,
       n_resamples=config.score.n_resamples, seed=config.score.seed,
       sanity=_read_optional(os.path.join(workdir, SANITY), dtype={'id': str, 'block': str}),
-      agreement=_read_optional(os.path.join(workdir, AGREEMENT), dtype={'id': str}))
+      agreement=_read_optional(os.path.join(workdir, AGREEMENT), dtype={'id': str}),
+      fill=config.score.get('fill', 'rise'),  # a study run before fills were configurable
+      fill_check=_read_optional(os.path.join(workdir, FILL_CHECK), dtype={'id': str}))
