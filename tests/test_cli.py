@@ -43,8 +43,8 @@ def _run(*args, cwd, command=(CAM_JAX,)):
      "error: unknown config field 'epoch' in config.train; choose one of: accum_steps, "
      'augment, batch_size, checkpoint_every_steps, class_weighting, dtype, ema_decay, epochs, '
      'eval_batch_size, focal_gamma, fsdp_devices, hflip, keep_checkpoints, learning_rate, '
-     'log_every_steps, loss, momentum, optimizer, param_sharding, seed, warmup_epochs, '
-     'weight_decay'),
+     'log_every_steps, loss, momentum, normalisation, optimizer, param_sharding, seed, '
+     'warmup_epochs, weight_decay'),
     (('study', f'--config={_config("study_phantom.py")}:huge'),
      "error: unknown config argument 'huge'; choose one of: '', 'tiny', 'large'"),
     (('train', f'--config={_config("train_phantom.py")}:tiny,mimic'),
