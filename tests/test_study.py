@@ -40,7 +40,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data_dir):
   for name in names:
     assert re.search(rf'\| {name} \|( {ci} \|){{6}} {n_test} \|', text), name  # classification
     assert re.search(rf'\| {name} \|( {ci} \|){{7}} \d+ \| \S+ \| \d+ \|', text), name
-    assert re.search(rf'\| {name} \|( {ci} \|){{8}} \d+ \| 0\.\d\d \|', text), name  # tuned
+    assert re.search(rf'\| {name} \|( {ci} \|){{10}} \d+ \| 0\.\d\d \|', text), name  # tuned
     assert re.search(rf'\| {name} \| large \| [\d.]+-[\d.]+ \|( {ci} \|){{4}} \d+ \|', text)
     n_positive = int((records[records['model'] == name]['label'] == 1).sum())
     assert re.search(rf'\| {name} \|( {ci} \|){{4}} {n_positive} \|', text), name  # faithfulness
