@@ -14,4 +14,4 @@ from cam_jax import presets
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   arg = presets.check_arg(arg)
-  return presets.study_config(arg, presets.data_config(arg))
+  return presets.study_config(arg, presets.study_phantom_data(arg))

@@ -8,6 +8,7 @@ import importlib
 import sys
 
 VERBS = ('prepare', 'train', 'score', 'study', 'report', 'bench')
+COMPILING = ('train', 'score', 'study', 'bench')  # verbs whose XLA programs are cached
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,4 +21,4 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(2)
   from cam_jax.cli import common  # pylint: disable=g-import-not-at-top
   verb = importlib.import_module(f'cam_jax.cli.{argv[0]}')
-  common.run(verb.main, [f'cam_jax {argv[0]}', *argv[1:]])
+  common.run(verb.main, [f'cam_jax {argv[0]}', *argv[1:]], compiles=argv[0] in COMPILING)

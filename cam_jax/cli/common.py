@@ -18,7 +18,7 @@ import traceback
 
 from absl import app, flags, logging
 
-from cam_jax.core import processes
+from cam_jax.core import compile_cache, processes
 from cam_jax.core.errors import BadInput
 from cam_jax.train.preemption import Preempted
 
@@ -91,11 +91,14 @@ def _parse(argv: list[str]):
     _fail(re.sub(r'^([\w.]+\.)?(BadInput|MissingInput): ', '', line))
 
 
-def run(main, argv: list[str] | None = None) -> None:
-  """``app.run(main)`` with the error handling of the module docstring."""
+def run(main, argv: list[str] | None = None, *, compiles: bool = False) -> None:
+  """``app.run(main)`` with the error handling of the module docstring; ``compiles``: the verb
+  compiles XLA programs worth keeping (``core.compile_cache``)."""
 
   def guarded(argv):
     logging.set_verbosity(logging.ERROR)  # orbax, grain and tfds log routine steps
+    if compiles:
+      compile_cache.enable()
     try:
       if (_DISTRIBUTED.value or _COORDINATOR.value or _NUM_PROCESSES.value
           or _PROCESS_ID.value >= 0):

@@ -1,4 +1,9 @@
-"""Runs a study: ``cam_jax study --config=configs/study_phantom.py --workdir=DIR``."""
+"""Runs a study: ``cam_jax study --config=configs/study_phantom.py --workdir=DIR [--cell=NAME]``.
+
+Without ``--cell`` every unfinished cell runs, then the report is written; with it only that
+cell (``<model>_s<seed>``, ``baseline`` or ``pairs``, see ``cam_jax.study.cells``), so that a
+cluster runs the cells as separate jobs and ``cam_jax report --workdir=DIR`` merges them.
+"""
 
 from absl import flags
 from ml_collections import config_flags
@@ -8,9 +13,9 @@ from cam_jax.study import run_study
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.', required=True)
+_CELL = flags.DEFINE_string('cell', '', 'Run only this cell (<model>_s<seed>, baseline, pairs).')
 
 
 def main(argv):
   del argv
-  run_study(_CONFIG.value, _WORKDIR.value, log=common.log)
-
+  run_study(_CONFIG.value, _WORKDIR.value, cell=_CELL.value, log=common.log)

@@ -31,7 +31,7 @@ def open_split(data_config, split: str, data_dir: str | None = None):
       image_size=data_config.image_size, positive_rate=data_config.positive_rate,
       tube_rate_pos=data_config.tube_rate_pos, tube_rate_neg=data_config.tube_rate_neg,
       marker_rate_pos=data_config.marker_rate_pos, marker_rate_neg=data_config.marker_rate_neg,
-      noise=data_config.noise)
+      noise=data_config.noise, lesion_contrast=data_config.lesion_contrast)
   sizes = {'train': data_config.num_train, 'validation': data_config.num_validation,
            'test': data_config.num_test}
   builder = phantom_tfds.load(spec, sizes, data_config.seed, cache.data_dir(data_dir))

@@ -53,7 +53,8 @@ _RATES = ('positive_rate', 'tube_rate_pos', 'tube_rate_neg', 'marker_rate_pos', 
 
 @dataclasses.dataclass(frozen=True)
 class PhantomSpec:
-  """Image size, label prevalence, confounder rates given the label, pixel noise."""
+  """Image size, label prevalence, confounder rates given the label, pixel noise, and the
+  lesion's contrast (a factor on the pneumothorax's extra air and pleural line; 1 as drawn)."""
 
   image_size: int = 128
   positive_rate: float = 0.5
@@ -62,6 +63,7 @@ class PhantomSpec:
   marker_rate_pos: float = 0.0
   marker_rate_neg: float = 0.0
   noise: float = 0.02
+  lesion_contrast: float = 1.0
 
   def __post_init__(self):
     if not isinstance(self.image_size, (int, np.integer)) or not 32 <= self.image_size <= 1024:
@@ -71,6 +73,8 @@ class PhantomSpec:
         raise BadInput(f'{name} must be in [0, 1], got {getattr(self, name)!r}')
     if not self.noise >= 0.0:
       raise BadInput(f'noise must be >= 0, got {self.noise!r}')
+    if not 0.0 < self.lesion_contrast <= 10.0:
+      raise BadInput(f'lesion_contrast must be in (0, 10], got {self.lesion_contrast!r}')
 
 
 def sample_params(spec: PhantomSpec, seed: int, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -192,7 +196,7 @@ def render(spec: PhantomSpec, params: dict[str, np.ndarray]) -> tuple[np.ndarray
   att += 0.6 * f('marker') * (box & ((ex < 0.35 * ms) | (ey > 0.95 * ms) | (f('marker_kind') == 1)))
 
   # The pneumothorax last (it changes exactly `mask`), then pixelwise noise and exposure.
-  att += lesion - region * vessels
+  att += spec.lesion_contrast * lesion - region * vessels
   att += spec.noise * p['pixel_noise']
   img = np.clip(f('gain') * (att - 0.4) + 0.4 + f('bias'), 0, 1) ** f('gamma')
   return img.astype(np.float32), mask

@@ -1,16 +1,19 @@
 """Model zoo: VGG, ResNet and ViT in Flax NNX, created by name."""
 
 from cam_jax.models.registry import (
+                                     FAMILIES,
                                      cam_layers,
                                      check_name,
                                      create,
                                      default_cam_layer,
                                      depth,
+                                     family,
                                      names,
                                      parameter_blocks,
                                      resolve_layer,
 )
 from cam_jax.models.taps import Taps
 
-__all__ = ['cam_layers', 'check_name', 'create', 'default_cam_layer', 'depth', 'names',
+__all__ = ['FAMILIES', 'cam_layers', 'check_name', 'create', 'default_cam_layer', 'depth', 'family',
+           'names',
            'parameter_blocks', 'resolve_layer', 'Taps']

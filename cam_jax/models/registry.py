@@ -58,6 +58,27 @@ _BUILDERS['resnet_tiny'] = functools.partial(
 _BUILDERS['vit_tiny'] = functools.partial(_vit, 16, 96, 4, 4, mlp_ratio=2.0,
                                           conv_stem=(16, 32, 64, 96))
 
+# Depth series for the embedded study (Qiu et al.'s question within a family): at 64 px every
+# member has an 8x8 CAM grid and its family's widths; only the number of layers changes.
+# vgg_tiny_k: k convs per stage (depth 4k + 3); resnet_tiny_k: k basic blocks per stage (2 + 8k);
+# vit_tiny_k: k transformer blocks behind a patch-8 conv stem (4k + 5).
+FAMILIES = ('vgg', 'resnet', 'vit')
+SERIES_LEVELS = (1, 2, 3)
+for _k in SERIES_LEVELS:
+  _BUILDERS[f'vgg_tiny_{_k}'] = functools.partial(
+      _vgg, tuple((w,) * _k for w in (8, 16, 32, 64)), True, pool_size=1, hidden=64,
+      dropout=0.0)
+  _BUILDERS[f'resnet_tiny_{_k}'] = functools.partial(
+      _resnet, resnet.BasicBlock, (_k,) * 4, widths=(16, 32, 64, 64), strides=(1, 2, 2, 1),
+      stem_kernel=5, stem_stride=2, stem_pool=False)
+  _BUILDERS[f'vit_tiny_{_k}'] = functools.partial(_vit, 8, 96, _k, 4, mlp_ratio=2.0,
+                                                  conv_stem=(16, 32, 64))
+
+
+def family(name: str) -> str:
+  """The architecture family of model ``name``: 'vgg', 'resnet' or 'vit'."""
+  return next(f for f in FAMILIES if check_name(name).startswith(f))
+
 
 def names() -> list[str]:
   """Every model name ``create`` accepts."""

@@ -1,142 +1,242 @@
-"""The study report: ``report.md`` from per-image records (and the sanity and agreement tables),
-plus figures, and its self-contained HTML twin ``report.html`` (``cam_jax.report.html``)."""
+"""The study report: ``report.md`` from per-image records of every model (an architecture and a
+seed) and the random baseline, plus the sanity, agreement and fill-check tables, with figures,
+and its self-contained HTML twin ``report.html`` (``cam_jax.report.html``).
+
+Order: the trust verdict (``verdict``); classification; localisation per family and depth with
+the analytic chance level and the random heat map as references; excess over chance; the depth
+trend, depth pairs and families compared (``analysis.depth``, Holm over every test of the
+report); faithfulness; sanity; agreement; overlays; run metadata.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 
+import numpy as np
 import pandas as pd
 
-from cam_jax.analysis import compare, statistics, summary as summary_lib
-from cam_jax.metrics import classification, faithfulness
-from cam_jax.report import figures, html, tables
+from cam_jax.analysis import depth as depth_lib, statistics, summary as summary_lib
+from cam_jax.metrics import faithfulness
+from cam_jax.report import figures, html, metadata, tables, verdict
 
 BASELINE = 'random heat map'
 REPORT, REPORT_HTML = 'report.md', 'report.html'
-OVERLAYS, SANITY_PLOT, DEPTH_PLOT = 'overlays.png', 'sanity.png', 'metrics_by_depth.png'
-CURVES_PLOT = 'deletion_insertion.png'
-HEAT_METRICS = ('ehr_auc', 'pointing_game', 'pointing_game_weighted', 'relevance_mass',
-                'relevance_mass_weighted', 'relevance_rank', 'top_k')
-MASK_METRICS = ('iou', 'dice', 'iou_otsu', 'dice_otsu', 'iou_otsu_plain', 'dice_otsu_plain',
-                'iou_tuned', 'dice_tuned', 'pixel_roc_auc', 'pixel_pr_auc')
-COMPARED = ('accuracy', 'roc_auc', 'ehr_auc', 'pointing_game', 'relevance_mass', 'iou_otsu',
-            'pixel_pr_auc', 'deletion_auc', 'insertion_auc')
-BY_SIZE = ('ehr_auc', 'pointing_game', 'relevance_mass', 'pixel_pr_auc')
+OVERLAYS = 'overlays_{case}.png'
+SANITY_PLOT, DEPTH_PLOT, CURVES_PLOT = 'sanity.png', 'metrics_by_depth.png', 'deletion_insertion.png'
+CLASSIFICATION = ('roc_auc', 'accuracy')
+LOCALISATION = ('ehr_auc', 'pointing_game', 'relevance_mass', 'iou_otsu', 'iou_tuned',
+                'pixel_pr_auc')
+TESTED = ('ehr_auc', 'pointing_game', 'relevance_mass', 'iou_otsu', 'pixel_pr_auc')
+BINARY = ('pointing_game', 'accuracy')
+CHANCE = ('pointing_game', 'relevance_mass', 'pixel_pr_auc')
+FAITHFUL = ('deletion_auc', 'insertion_auc', 'deletion_auc_predicted', 'insertion_auc_predicted',
+            'insertion_minus_deletion')
 
 
-def _per_model(records: pd.DataFrame, column: str) -> dict:
-  return (records.groupby('model', sort=False)[column].first().to_dict() if column in records
-          else {})
+def _present(records, metrics):
+  return [m for m in metrics if m in CLASSIFICATION or (m in records and records[m].notna().any())]
 
 
-def _summaries(records, n_resamples, seed):
-  thresholds = _per_model(records, 'tuned_threshold')
-  summaries, by_size = {}, {}
-  for m, r in records.groupby('model', sort=False):
-    t = thresholds.get(m)
-    summaries[m] = summary_lib.summarise(r, n_resamples=n_resamples, seed=seed,
-                                         tuned_threshold=None if pd.isna(t) else t)
-    by_size[m] = summary_lib.by_lesion_size(r, n_resamples=n_resamples, seed=seed)
-  return summaries, by_size
+def _bootstrap(records, metrics, n_resamples, seed):
+  frames = [depth_lib.hierarchical_bootstrap(records, m, n_resamples=n_resamples, seed=seed)
+            for m in metrics]
+  return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def _flagged(summaries) -> dict[str, str]:
-  out = {}
-  for m, s in summaries.items():
-    row = s[s['metric'] == 'flagged']
-    out[m] = str(int(row.iloc[0]['value'])) if len(row) else '0'
-  return out
+def _trend_records(records):
+  """The records of the families with at least 2 depths and 3 models (a trend needs them)."""
+  shape = records.drop_duplicates('model').groupby('family').agg(
+      depths=('depth', 'nunique'), models=('model', 'nunique'))
+  keep = shape.index[(shape['depths'] >= 2) & (shape['models'] >= 3)]
+  return records[records['family'].isin(keep)]
 
 
-def _comparison(records, models, n_resamples, seed):
-  depth = _per_model(records, 'depth')
-  frames = {m: r for m, r in records.groupby('model', sort=False) if m in models}
-  metrics = [m for m in COMPARED if m in ('accuracy', 'roc_auc') or
-             all(m in f and f[m].notna().any() for f in frames.values())]
-  if len(frames) < 2 or any(m not in depth for m in frames):
-    return None
-  return compare.compare_models(frames, depth={m: int(depth[m]) for m in frames},
-                                metrics=metrics, n_resamples=n_resamples, seed=seed), metrics
+def _tests(records, metrics, n_resamples, seed):
+  """(trend, depth pairs, family pairs, chance) tables of one method's records."""
+  kw = dict(n_resamples=n_resamples, seed=seed)
+  trended = _trend_records(records)
+  trend = [depth_lib.depth_trend(trended, m, **kw) for m in metrics] if len(trended) else []
+  multi = records[records.groupby('family')['depth'].transform('nunique') > 1]
+  pairs = [depth_lib.depth_pairs(multi, m, binary=m in BINARY, **kw) for m in metrics
+           if len(multi)]
+  across = ([depth_lib.family_pairs(records, m, binary=m in BINARY, **kw) for m in metrics]
+            if records['family'].nunique() > 1 else [])
+  chance = [depth_lib.beats_chance(records, m, **kw) for m in CHANCE if m in metrics]
+
+  def joined(frames, columns):
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+  return (joined(trend, depth_lib.TREND_COLUMNS), joined(pairs, depth_lib.PAIR_COLUMNS),
+          joined(across, depth_lib.FAMILY_PAIR_COLUMNS), joined(chance, depth_lib.CHANCE_COLUMNS))
 
 
-def _with_blank(lines: list[str]) -> list[str]:
-  return [*lines, ''] if lines else []
+def _reference_rows(baseline, metrics, n_resamples, seed):
+  """The analytic chance level and the random heat map, as rows of a depth table."""
+  lesion = baseline[baseline['has_mask']]
+  chance = []
+  for m in metrics:
+    level = depth_lib.chance_level(m, lesion)
+    chance.append('' if level is None else f'{np.nanmean(level):.3f}')
+  rows = [['', 'chance (analytic, mean over lesion images)', *chance, '', len(lesion)]]
+  if len(baseline):
+    s = summary_lib.summarise(baseline, n_resamples=n_resamples, seed=seed)
+    rows.append(['', f'{BASELINE} ({baseline["layer"].iloc[0]})',
+                 *('' if m in CLASSIFICATION else tables.cell(s, m) for m in metrics), '',
+                 len(lesion)])
+  return rows
+
+
+def _seed_points(records, metrics):
+  rows = [records.groupby(['family', 'depth', 'seed'])[m].mean().rename('value').reset_index()
+          .assign(metric=m) for m in metrics]
+  return pd.concat(rows, ignore_index=True)
 
 
 def _ci(n_resamples, seed):
   return lambda v: statistics.bootstrap_ci(v, n_resamples=n_resamples, seed=seed)
 
 
-def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list[str],
-                 explained: str = 'the positive finding', n_resamples: int = 2000,
-                 seed: int = 0, sanity: pd.DataFrame | None = None,
-                 agreement: pd.DataFrame | None = None, fill: str = 'rise',
-                 fill_check: pd.DataFrame | None = None) -> str:
-  """Writes ``<workdir>/report.md``, its figures and ``report.html`` (the same report in one
-  self-contained page, ``html.to_html``) and returns the Markdown.
+def _with_architecture(table, runs: dict[str, str], columns=('model',)):
+  """``table`` with ``<column>_architecture`` (or ``architecture`` for 'model') per column."""
+  out = table.copy()
+  for c in columns:
+    out['architecture' if c == 'model' else f'{c}_architecture'] = out[c].map(runs)
+  return out
 
-  ``records``: per-image records with columns ``model`` (the baseline's rows have ``model ==
-  BASELINE``), ``layer``, and optionally ``depth`` and ``tuned_threshold`` per model.
-  ``sanity``: ``scoring.sanity.model_randomisation`` rows with a ``model`` column;
-  ``agreement``: ``scoring.agreement.map_agreement`` rows with columns ``kind``, ``a``, ``b``.
-  ``explained``: what the heat maps explain, in words (``cams.describe_target``). ``fill``:
-  the deletion / insertion fill (``faithfulness.DELETION_FILLS``); ``fill_check``:
-  ``scoring.fill_check`` records with a ``model`` column.
+
+def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, notes: list[str],
+                 explained: str = 'the positive finding', sanity: pd.DataFrame | None = None,
+                 agreement: pd.DataFrame | None = None,
+                 fill_check: pd.DataFrame | None = None, overlays: dict[str, str] | None = None,
+                 durations: dict[str, float] | None = None) -> str:
+  """Writes ``<workdir>/report.md``, its figures and ``report.html`` and returns the Markdown.
+
+  ``records``: per-image records of every model (columns ``model`` (one trained model),
+  ``architecture, family, depth, seed, method, layer`` and the metrics), and the baseline's rows
+  (``model == BASELINE``). ``sanity``: ``scoring.sanity`` rows with ``model, method``;
+  ``agreement``: ``scoring.agreement.compare_maps`` rows with ``kind, method, a, b``;
+  ``fill_check``: ``scoring.fill_check`` rows with ``model``; ``overlays``: case -> image path
+  relative to ``workdir``; ``durations``: cell -> seconds. ``config``: the study's (its
+  ``score`` sets the resampling, ``trust`` the verdict's thresholds).
   """
-  summaries, by_size = _summaries(records, n_resamples, seed)
-  layers = _per_model(records, 'layer')
-  thresholds = {m: f'{t:.2f}' for m, t in _per_model(records, 'tuned_threshold').items()
-                if not pd.isna(t)}
-  models = [m for m in summaries if m != BASELINE]
+  n_resamples, seed = config.score.n_resamples, config.score.seed
+  baseline = records[records['model'] == BASELINE]
+  runs = records[records['model'] != BASELINE].copy()
+  runs['insertion_minus_deletion'] = (runs.get('insertion_auc', np.nan) -
+                                      runs.get('deletion_auc', np.nan))
+  runs['depth'] = runs['depth'].astype(int)
+  archs = runs.drop_duplicates('architecture').sort_values(['family', 'depth'])
+  names = {(r['family'], int(r['depth'])): r['architecture'] for _, r in archs.iterrows()}
+  arch_of = dict(zip(runs['model'], runs['architecture']))
+  methods = list(runs['method'].unique())
+  localisation = _present(runs, LOCALISATION)
+  tested = _present(runs, TESTED)
+  per_method = {m: runs[runs['method'] == m] for m in methods}
+  values = {m: _bootstrap(r, localisation, n_resamples, seed) for m, r in per_method.items()}
+  classified = _bootstrap(per_method[methods[0]], CLASSIFICATION, n_resamples, seed)
+  tests = {m: _tests(r, tested + (['roc_auc'] if m == methods[0] else []), n_resamples, seed)
+           for m, r in per_method.items()}
+  flat = depth_lib.holm_all([t for m in methods for t in tests[m]])
+  tests = {m: tuple(flat[4 * i:4 * i + 4]) for i, m in enumerate(methods)}
+  n_tests = int(sum(t['p'].notna().sum() for m in methods for t in tests[m]))
+  faithful_metrics = _present(runs, FAITHFUL)
+  faithful = {m: _bootstrap(r[r['label'] == 1], faithful_metrics, n_resamples, seed)
+              for m, r in per_method.items()} if faithful_metrics else {}
   ci = _ci(n_resamples, seed)
+  last_sanity = None
+  if sanity is not None and len(sanity):
+    last_sanity = _with_architecture(
+        sanity[sanity['step'] == sanity.groupby(['model', 'method'])['step'].transform('max')],
+        arch_of)
+  pairs = (_with_architecture(agreement, arch_of, ('a', 'b'))
+           if agreement is not None and len(agreement) else None)
+
   lines = [f'# {title}', '', *notes, '',
-           'Values are means (accuracy: share correct) with percentile-bootstrap 95% CIs over '
-           f'images ({n_resamples} resamples).', '',
-           '## Classification (test split)', '',
-           tables.metric_table({m: summaries[m] for m in models},
-                               classification.CLASSIFICATION_METRICS), '',
-           *_with_blank(tables.summary_notes({m: summaries[m] for m in models},
-                                             classification.CLASSIFICATION_METRICS)),
-           '## Heat maps against the lesion masks (test images with a lesion)', '',
-           'Heat-based metrics:', '',
-           tables.metric_table(summaries, HEAT_METRICS, first='heat map',
-                               extra={'layer': layers, 'flagged': _flagged(summaries)}), '',
-           'Thresholded and rank metrics (the tuned threshold maximises mean IoU on the '
-           'validation split, as CheXlocalize does):', '',
-           tables.metric_table(summaries, MASK_METRICS, first='heat map',
-                               extra={'tuned threshold': thresholds}), '',
-           '`flagged` counts degenerate maps, which are scored, not dropped: `no_heat` (no pixel '
-           '>= 0.1, EHR-AUC 0), `constant` (pointing game 0), `nonfinite` (replaced by zeros); '
-           'the `flags` column of `records.csv` names them per image.', '']
-  if BASELINE in summaries:
-    base = summaries[BASELINE]
-    lines += ['Above the random heat map (CIs not overlapping):', '']
-    for m in models:
-      verdict = ', '.join(
-          f'{tables.title(k)} {"yes" if tables.beats_baseline(summaries[m], base, k) else "no"}'
-          for k in ('ehr_auc', 'pointing_game', 'relevance_mass'))
-      lines.append(f'- {m}: {verdict}')
-    lines.append('')
-  if any(len(t) for t in by_size.values()):
-    lines += ['### By lesion size (terciles of the mask fraction over the lesion images)', '',
-              tables.by_size_table(by_size, BY_SIZE), '']
-  faithful = [m for m in summary_lib.FAITHFULNESS_METRICS
-              if any((summaries[n]['metric'] == m).any() for n in models)]
+           'Values per model (an architecture at one depth) are means over its seeds of each '
+           "seed's mean over the test images, with hierarchical percentile-bootstrap 95% CIs "
+           f'({n_resamples} resamples: images, shared by every model, then seeds within the '
+           'model; Saravanan et al. 2020), so each interval reflects image and seed variance. '
+           f'Every p-value of the report is Holm-adjusted over all {n_tests} tests together.', '',
+           '## Trust verdict', '',
+           'Can the heat maps of each model be trusted on these data? Each criterion with its '
+           'number, 95% CI and threshold (`config.trust`); `n/a`: no data for it (not counted).',
+           '']
+  rows = []
+  for m in methods:
+    t = config.trust
+    chance = tests[m][3]
+    rows += verdict.verdict_rows(
+        {a: (f, d) for (f, d), a in names.items()},
+        chance=chance[chance['metric'] == t.chance_metric],
+        faithful=(None if m not in faithful or faithful[m] is None else
+                  faithful[m][faithful[m]['metric'] == 'insertion_minus_deletion']),
+        sanity=None if last_sanity is None else last_sanity[last_sanity['method'] == m],
+        agreement=None if pairs is None else pairs[pairs['method'] == m],
+        trust=t, method=m, n_resamples=n_resamples, seed=seed)
+  lines += [verdict.verdict_table(rows), '',
+            f'Beats chance: {tables.title(config.trust.chance_metric)} above its analytic '
+            'chance level (the mask fraction for the pointing game). Randomisation: mean SSIM '
+            'of seed 0\'s maps to those with every parameter block re-initialised (Adebayo et '
+            'al. 2018). Repeatable / reproducible: mean SSIM of seed 0 against seed 1, and '
+            'against the other depths of its family at seed 0 (Arun et al. 2021), on the lesion '
+            'images. Faithful: insertion - deletion AUC on the positives (RISE, Petsiuk et al. '
+            '2018).', '',
+            '## Classification (test split)', '',
+            tables.depth_table(classified, CLASSIFICATION, names), '']
+  for m in methods:
+    lines += [f'## Heat maps against the lesion masks: {m}', '',
+              f'On the {int(runs.drop_duplicates("id")["has_mask"].sum())} test images with a '
+              f'lesion; layer: {", ".join(sorted(runs["layer"].unique()))}. Chance: an '
+              'uninformative map\'s expected value where one exists analytically (the mask '
+              'fraction for the pointing game and relevance mass, the lesion prevalence for '
+              f'pixel PR-AUC); the {BASELINE} (a uniform random {config.score.baseline_grid}x'
+              f'{config.score.baseline_grid} lattice, upsampled like a CAM) is a second '
+              'reference: its maxima sit on lattice points, so its pointing game can fall '
+              'below chance.', '',
+              tables.depth_table(values[m], localisation, names,
+                                 _reference_rows(baseline, localisation, n_resamples, seed)), '']
+    trend, depth_pairs, across, chance = tests[m]
+    if len(chance):
+      lines += ['Above chance? The excess of each model over the analytic chance level, with '
+                'a one-sample t-test of the per-image excess of the seed-mean map (the question '
+                'is about these trained models on these images):', '',
+                tables.chance_table(chance, names), '']
+    if len(trend):
+      lines += ['### Does it change with depth? (within each family)', '',
+                'Slope of the model-level value on depth (OLS across the family\'s models, '
+                'every seed a model) with its hierarchical bootstrap CI, and the t-test of the '
+                'slope (null: no depth effect; the unit is the trained model, not the image):',
+                '', tables.trend_table(trend), '']
+    if len(depth_pairs):
+      lines += ['Every two depths of a family, paired over the same images (Wilcoxon '
+                'signed-rank on the seed-mean values; exact sign test for the pointing game; '
+                'ROC-AUC: CI only). These per-image tests condition on the trained models: they '
+                'say whether these models differ on these images, not whether depth does:', '',
+                tables.depth_pairs_table(depth_pairs, names), '']
+    if len(across):
+      lines += ['### Families compared at matched depth rank', '',
+                tables.family_pairs_table(across, names), '']
+  figures.metrics_by_depth(values[methods[0]], _seed_points(per_method[methods[0]], tested),
+                           tested, os.path.join(workdir, DEPTH_PLOT))
+  lines += [f'![{methods[0]}: each metric against depth per family, seeds as dots]'
+            f'({DEPTH_PLOT})', '']
   if faithful:
+    fill = config.score.fill
     lines += ['## Faithfulness', '',
-              f'Deletion and insertion (RISE, Petsiuk et al. 2018), removed pixels filled with '
-              f'{faithfulness.FILL_NOTES[fill]} (fill `{fill}`), on the test images with the '
-              'finding (label 1), explaining the positive finding (`deletion_auc`, '
-              '`insertion_auc`) and the predicted one (`_predicted`), each with its own heat '
-              'map: a healthy image has no finding whose evidence could be removed, and a fill '
-              'must not create the finding itself (the fill check below). ROAD (Rong et al. '
-              f'2022, every test image, explaining {explained}): mean probability over the '
-              'removal fractions.', '',
-              tables.metric_table({m: summaries[m] for m in models}, faithful), '']
-    curves = records[records['model'].isin(models)]
-    if figures.curve_steps(curves):
-      figures.deletion_insertion_curves(curves, os.path.join(workdir, CURVES_PLOT))
-      lines += [f'![deletion and insertion curves]({CURVES_PLOT})', '']
+              f'Deletion and insertion (RISE, Petsiuk et al. 2018) on the test images with the '
+              f'finding, removed pixels filled with {faithfulness.FILL_NOTES[fill]} (fill '
+              f'`{fill}`), explaining the positive finding and the predicted one (`predicted`), '
+              'each with its own heat map. The fill must not create the finding itself: the '
+              'fill check below measures that on the healthy images.', '']
+    for m in methods:
+      lines += [f'{m}:', '', tables.depth_table(faithful[m], faithful_metrics, names), '']
+    shown = per_method[methods[0]]
+    shown = shown[shown['seed'] == 0].assign(model=shown['architecture'])
+    if figures.curve_steps(shown):
+      figures.deletion_insertion_curves(shown, os.path.join(workdir, CURVES_PLOT),
+                                        n_resamples=min(n_resamples, 1000), seed=seed)
+      lines += [f'![{methods[0]} deletion and insertion curves, seed 0]({CURVES_PLOT})', '']
   if fill_check is not None and len(fill_check):
     lines += ['### Fill check: do the fills create the finding?', '',
               'Change of the probability of the positive finding when pixels of the healthy '
@@ -144,41 +244,33 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
               'like a heat map), area over the fraction removed; about 0 when a fill carries no '
               'evidence of the finding, positive when it creates it:', '',
               tables.mean_ci_table(fill_check, ['model', 'fill'], ['change'], ci), '']
-  comparison = _comparison(records, models, n_resamples, seed)
-  if comparison:
-    tables_, metrics = comparison
-    lines += ['## Comparing the models (paired over the same images)', '',
-              'Differences with paired-bootstrap 95% CIs; Wilcoxon signed-rank on per-image '
-              'values (DeLong for ROC-AUC), Holm-adjusted over the pairs of each metric.', '',
-              tables.paired_table(tables_['paired'], metrics), '']
-    if len(tables_['correlation']):
-      lines += ['Does depth (weight layers on the longest path) or accuracy go with better heat '
-                'maps? Spearman rho across models, images resampled jointly:', '',
-                tables.correlation_table(tables_['correlation']), '']
-    figures.metrics_by_depth(tables_['models'], _per_model(records, 'depth'),
-                             [m for m in metrics if m not in ('accuracy', 'roc_auc')],
-                             os.path.join(workdir, DEPTH_PLOT))
-    lines += [f'![metrics by depth]({DEPTH_PLOT})', '']
-  if sanity is not None and len(sanity):
+  if last_sanity is not None:
     lines += ['## Sanity check: model-parameter randomisation (Adebayo et al. 2018)', '',
-              'Similarity of each model\'s heat maps before and after re-initialising its '
-              f'parameter blocks, from the logits down ({", ".join(sanity["mode"].unique())}). '
-              'Faithful explanations '
-              'become dissimilar (low SSIM and Spearman) as more blocks are randomised.', '',
-              tables.mean_ci_table(sanity[sanity['step'] == sanity.groupby('model')['step']
-                                          .transform('max')],
-                                   ['model', 'mode', 'block'], ['ssim', 'spearman'], ci), '']
-    figures.sanity_curves(sanity, os.path.join(workdir, SANITY_PLOT))
-    lines += [f'![sanity curves]({SANITY_PLOT})', '']
-  if agreement is not None and len(agreement):
-    lines += ['## Repeatability and reproducibility (Arun et al. 2021)', '',
-              'Per-image similarity of heat maps of the same architecture trained with two '
-              'seeds (repeatability) and of two architectures (reproducibility), on the lesion '
-              'images:', '',
-              tables.mean_ci_table(agreement[agreement['has_mask']], ['kind', 'a', 'b'],
+              'Similarity of seed 0\'s heat maps before and after re-initialising its parameter '
+              f'blocks from the logits down ({", ".join(sanity["mode"].unique())}), on the first '
+              f'{config.sanity.n_images} test images, with every block randomised. Faithful '
+              'explanations become dissimilar (low SSIM and Spearman).', '',
+              tables.mean_ci_table(last_sanity, ['model', 'method', 'block'],
                                    ['ssim', 'spearman'], ci), '']
-  if os.path.exists(os.path.join(workdir, OVERLAYS)):
-    lines += ['## Overlays', '', f'![Grad-CAM overlays]({OVERLAYS})', '']
+    figures.sanity_curves(sanity[sanity['method'] == methods[0]],
+                          os.path.join(workdir, SANITY_PLOT))
+    lines += [f'![{methods[0]} sanity curves]({SANITY_PLOT})', '']
+  if pairs is not None:
+    lines += ['## Repeatability and reproducibility (Arun et al. 2021)', '',
+              'Per-image similarity of heat maps, on the test images with a lesion: the same '
+              'architecture trained with seeds 0 and 1 (repeatability), two depths of one '
+              'family at seed 0 (reproducibility):', '',
+              tables.mean_ci_table(pairs, ['kind', 'method', 'a', 'b'], ['ssim', 'spearman'],
+                                   ci), '']
+  if overlays:
+    lines += ['## Overlays', '',
+              f'{methods[0]} heat maps of seed 0 of every model over test images with a lesion '
+              '(white: the mask contour): the images with the highest and the lowest mean '
+              'EHR-AUC over all models, and a random draw.', '']
+    for case, path in overlays.items():
+      lines += [f'![{case} cases]({path})', '']
+  lines += metadata.lines(json.dumps(json.loads(config.to_json()), indent=1, sort_keys=True),
+                          durations or {})
   text = '\n'.join(lines)
   md_path = os.path.join(workdir, REPORT)
   page = html.to_html(text, workdir, source=md_path)  # before writing: a bad image writes neither
@@ -190,4 +282,4 @@ def write_report(workdir: str, records: pd.DataFrame, *, title: str, notes: list
 
 
 __all__ = ['BASELINE', 'CURVES_PLOT', 'DEPTH_PLOT', 'OVERLAYS', 'REPORT', 'REPORT_HTML',
-           'SANITY_PLOT', 'figures', 'html', 'tables', 'write_report']
+           'SANITY_PLOT', 'figures', 'html', 'metadata', 'tables', 'verdict', 'write_report']

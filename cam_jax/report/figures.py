@@ -57,20 +57,25 @@ def sanity_curves(sanity, path: str) -> None:
   plt.close(fig)
 
 
-def metrics_by_depth(models_table, depth: dict, metrics: list[str], path: str) -> None:
-  """One panel per metric: each model's value with its 95% CI against its depth."""
-  fig, axes = plt.subplots(1, len(metrics), figsize=(2.8 * len(metrics), 2.9), squeeze=False)
+def metrics_by_depth(values, seeds, metrics: list[str], path: str) -> None:
+  """One panel per metric: per family, the value at each depth with its hierarchical 95% CI
+  (``analysis.depth.hierarchical_bootstrap`` rows) joined by a line, and each seed's own value
+  as a small dot beside it (``seeds``: rows family, depth, seed, metric, value)."""
+  fig, axes = plt.subplots(1, len(metrics), figsize=(3.1 * len(metrics), 3.1), squeeze=False)
   for ax, metric in zip(axes[0], metrics):
-    rows = models_table[models_table['metric'] == metric]
-    for _, r in rows.iterrows():
-      x = depth[r['model']]
-      ax.errorbar([x], [r['value']], yerr=[[r['value'] - r['low']], [r['high'] - r['value']]],
-                  fmt='o', capsize=3)
-      ax.annotate(r['model'], (x, r['value']), fontsize=6, xytext=(3, 3),
-                  textcoords='offset points')
+    for family, rows in values[values['metric'] == metric].groupby('family', sort=True):
+      rows = rows.sort_values('depth')
+      line = ax.errorbar(rows['depth'], rows['value'],
+                         yerr=[rows['value'] - rows['low'], rows['high'] - rows['value']],
+                         marker='o', capsize=3, label=family)[0]
+      dots = seeds[(seeds['metric'] == metric) & (seeds['family'] == family)]
+      ax.plot(dots['depth'] + 0.3, dots['value'], '.', color=line.get_color(), alpha=0.6,
+              markersize=4)
     ax.set_title(metric, fontsize=8)
     ax.set_xlabel('depth (weight layers)', fontsize=7)
+    ax.set_ylabel('mean over images', fontsize=7)
     ax.tick_params(labelsize=7)
+  axes[0, 0].legend(fontsize=7, title='family (dots: seeds)', title_fontsize=6)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -22,6 +22,9 @@ TITLES = {
     'pixel_pr_auc': 'pixel PR-AUC', 'deletion_auc': 'deletion AUC (lower better)',
     'insertion_auc': 'insertion AUC', 'road_morf': 'ROAD MoRF (lower better)',
     'road_lerf': 'ROAD LeRF', 'ssim': 'SSIM', 'spearman': 'Spearman',
+    'deletion_auc_predicted': 'deletion AUC, predicted (lower better)',
+    'insertion_auc_predicted': 'insertion AUC, predicted',
+    'insertion_minus_deletion': 'insertion - deletion AUC',
 }
 
 
@@ -89,29 +92,7 @@ def by_size_table(by_size: dict[str, pd.DataFrame], metrics: Sequence[str]) -> s
   return markdown(['model', 'lesion size', 'mask fraction', *map(title, metrics), 'n'], rows)
 
 
-def paired_table(paired: pd.DataFrame, metrics: Sequence[str]) -> str:
-  """Pairwise differences a - b with paired bootstrap CIs, test p and Holm-adjusted p."""
-  rows = []
-  for _, r in paired[paired['metric'].isin(metrics)].iterrows():
-    rows.append([title(r['metric']), f'{r["a"]} - {r["b"]}',
-                 format_ci(r['difference'], r['low'], r['high']), r['test'],
-                 _p(r['p']), _p(r['p_holm']), int(r['n'])])
-  return markdown(['metric', 'pair', 'difference [95% CI]', 'test', 'p', 'p (Holm)', 'n'], rows)
-
-
-def correlation_table(correlation: pd.DataFrame) -> str:
-  """Spearman rho across models of depth and of accuracy against each metric, with CIs."""
-  rows = []
-  for metric, group in correlation.groupby('metric', sort=False):
-    cells = {}
-    for _, r in group.iterrows():
-      cells[r['x']] = ('n/a' if pd.isna(r['rho']) else
-                       format_ci(r['rho'], r['low'], r['high'], digits=2))
-    rows.append([title(metric), cells.get('depth', 'n/a'), cells.get('accuracy', 'n/a')])
-  return markdown(['metric', 'rho(depth, metric)', 'rho(accuracy, metric)'], rows)
-
-
-def _p(p) -> str:
+def p_text(p) -> str:
   return 'n/a' if pd.isna(p) else ('< 1e-4' if p < 1e-4 else f'{p:.4f}')
 
 
@@ -125,3 +106,65 @@ def mean_ci_table(frame: pd.DataFrame, by: Sequence[str], values: Sequence[str],
     rows.append([*key, *(format_ci(*ci(group[v].to_numpy())) for v in values), len(group)])
   return markdown([*by, *map(title, values), 'n'], rows)
 
+
+
+def _named(key, names: dict) -> str:
+  """'vgg_tiny_2 (11)' for a (family, depth) key, via ``names``: (family, depth) -> name."""
+  return f'{names.get(key, key[0])} ({key[1]})'
+
+
+def depth_table(values: pd.DataFrame, metrics: Sequence[str], names: dict,
+                extra_rows: Sequence[list] = ()) -> str:
+  """Rows (family, depth) of ``analysis.depth.hierarchical_bootstrap`` tables concatenated over
+  ``metrics``: each value with its CI over seeds and images, then seeds and images (of the first
+  metric); ``extra_rows`` (reference rows) follow."""
+  metrics = [m for m in metrics if (values['metric'] == m).any()]
+  rows = []
+  for key, group in values.groupby(['family', 'depth'], sort=True):
+    by = group.set_index('metric')
+    first = by.loc[metrics[0]]
+    rows.append([key[0], _named(key, names),
+                 *(format_ci(*by.loc[m, ['value', 'low', 'high']]) if m in by.index else 'n/a'
+                   for m in metrics), int(first['n_seeds']), int(first['n_images'])])
+  rows += [list(r) for r in extra_rows]
+  return markdown(['family', 'model (depth)', *map(title, metrics), 'seeds', 'images'], rows)
+
+
+def trend_table(trend: pd.DataFrame) -> str:
+  """``analysis.depth.depth_trend`` rows with ``p_holm``: slope per layer with its CI, rho, p."""
+  rows = [[r['family'], title(r['metric']), format_ci(r['slope'], r['low'], r['high'], digits=4),
+           'n/a' if pd.isna(r['rho']) else f'{r["rho"]:.2f}', r['test'], p_text(r['p']),
+           p_text(r['p_holm']), int(r['n_models'])] for _, r in trend.iterrows()]
+  return markdown(['family', 'metric', 'slope per layer [95% CI]', 'Spearman rho', 'test', 'p',
+                   'p (Holm)', 'models'], rows)
+
+
+def depth_pairs_table(pairs: pd.DataFrame, names: dict) -> str:
+  """``analysis.depth.depth_pairs`` rows: deeper - shallower per family and metric."""
+  rows = [[r['family'], title(r['metric']),
+           f'{_named((r["family"], r["deeper"]), names)} - '
+           f'{_named((r["family"], r["shallower"]), names)}',
+           format_ci(r['difference'], r['low'], r['high']), r['test'], p_text(r['p']),
+           p_text(r['p_holm']), int(r['n'])] for _, r in pairs.iterrows()]
+  return markdown(['family', 'metric', 'deeper - shallower', 'difference [95% CI]', 'test', 'p',
+                   'p (Holm)', 'images'], rows)
+
+
+def family_pairs_table(pairs: pd.DataFrame, names: dict) -> str:
+  """``analysis.depth.family_pairs`` rows: family a - family b at matched depth rank."""
+  rows = [[title(r['metric']), int(r['depth_index']) + 1,
+           f'{_named((r["family_a"], r["depth_a"]), names)} - '
+           f'{_named((r["family_b"], r["depth_b"]), names)}',
+           format_ci(r['difference'], r['low'], r['high']), r['test'], p_text(r['p']),
+           p_text(r['p_holm']), int(r['n'])] for _, r in pairs.iterrows()]
+  return markdown(['metric', 'depth rank', 'a - b', 'difference [95% CI]', 'test', 'p',
+                   'p (Holm)', 'images'], rows)
+
+
+def chance_table(chance: pd.DataFrame, names: dict) -> str:
+  """``analysis.depth.beats_chance`` rows: the excess over the analytic chance level."""
+  rows = [[r['family'], _named((r['family'], r['depth']), names), title(r['metric']),
+           format_ci(r['excess'], r['low'], r['high']), r['test'], p_text(r['p']),
+           p_text(r['p_holm']), int(r['n_images'])] for _, r in chance.iterrows()]
+  return markdown(['family', 'model (depth)', 'metric', 'excess over chance [95% CI]', 'test',
+                   'p', 'p (Holm)', 'images'], rows)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from cam_jax import cams
 from cam_jax.core import flags as flags_lib, mesh as mesh_lib
+from cam_jax.core.errors import BadInput
 from cam_jax.metrics import similarity
 from cam_jax.models import checkpoint
 from cam_jax.scoring import driver
@@ -66,3 +67,50 @@ def map_agreement(model_a, model_b, dataset, *, method: str = 'gradcam',
 
   return driver.stream_frames(driver.as_batches(dataset, batch_size, norm_a), device_fn, mesh,
                               progress=progress, desc=f'agreement {method}', to_frame=to_frame)
+
+
+def heat_maps(model, dataset, *, method: str = 'gradcam', layer: str | None = None,
+              target: int = 1, aug_smooth: bool = False, eigen_smooth: bool = False,
+              batch_size: int = 32, mesh=None) -> dict[str, np.ndarray]:
+  """``model``'s heat maps of every record of ``dataset`` (a random-access source or batches
+  as ``map_agreement`` takes), kept on the host so that many pairs of models can be compared
+  without recomputing them (``compare_maps``): ``{'id': (N,) str, 'heat': (N, H, W) float16,
+  'flags': (N,) int}``."""
+  mesh = mesh or mesh_lib.make_mesh()
+  mesh_lib.check_batch_size(batch_size, mesh)
+  model = checkpoint.model_and_recipe(model)[0]
+  fn, state, _ = cams.heat_function(model, method, layer, aug_smooth=aug_smooth,
+                                    eigen_smooth=eigen_smooth)
+  fn = mesh_lib.jit_on_mesh(fn, mesh, replicated_args=1, sharded_args=2)
+  state = mesh_lib.replicate(state, mesh)
+  ids, heats, flags = [], [], []
+  for batch in driver.as_batches(dataset, batch_size, model.normalisation):
+    images = mesh_lib.shard_batch({'image': batch['image']}, mesh)['image']
+    heat, flag, _ = jax.device_get(fn(state, images,
+                                      mesh_lib.same_targets(target, images.shape[0], mesh)))
+    valid = np.asarray(batch['valid'], bool)
+    ids.append(np.asarray(batch['id']).astype(str)[valid])
+    heats.append(np.asarray(heat, np.float16)[valid])
+    flags.append(np.asarray(flag)[valid])
+  return {'id': np.concatenate(ids), 'heat': np.concatenate(heats),
+          'flags': np.concatenate(flags)}
+
+
+@jax.jit
+def _similarities(a, b):
+  a, b = a.astype(np.float32), b.astype(np.float32)
+  return jax.vmap(similarity.ssim)(a, b), jax.vmap(similarity.spearman)(a, b)
+
+
+def compare_maps(a: dict[str, np.ndarray], b: dict[str, np.ndarray],
+                 chunk: int = 64) -> pd.DataFrame:
+  """SSIM and Spearman of two ``heat_maps`` results over the same ids, per image: columns
+  ``id, ssim, spearman, flags`` as ``map_agreement``'s (without ``has_mask``)."""
+  if not np.array_equal(a['id'], b['id']):
+    raise BadInput('compare_maps: the two sets of heat maps cover different images')
+  parts = [jax.device_get(_similarities(a['heat'][i:i + chunk], b['heat'][i:i + chunk]))
+           for i in range(0, len(a['id']), chunk)]
+  return pd.DataFrame({
+      'id': a['id'], 'ssim': np.concatenate([p[0] for p in parts]).astype(np.float64),
+      'spearman': np.concatenate([p[1] for p in parts]).astype(np.float64),
+      'flags': [flags_lib.flag_names(int(f)) for f in a['flags'] | b['flags']]})

@@ -1,19 +1,19 @@
-"""The study: train each model, score its CAMs on the test split, run the sanity and agreement
-checks, and write records and a report.
+"""The study: per model cell, train (or load) one architecture with one seed, score its heat maps
+on the test split for every CAM method, run the sanity check and the fill check, keep its heat
+maps of the lesion images; then the random baseline and the pairs cell (repeatability across
+seeds, reproducibility across depths, overlays); then the report (``cam_jax.report``).
 
-Resumable per cell: a model whose checkpoint exists is not retrained, and one whose records
-(or sanity rows) exist is not rescored. A workdir belongs to one config; reusing it with another
-is an error.
+Cells and resuming are ``cam_jax.study.cells``'. A workdir belongs to one config; reusing it with
+another is an error.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
+import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -25,23 +25,22 @@ from cam_jax.core.text import split_list
 from cam_jax.metrics import faithfulness
 from cam_jax.models import checkpoint
 from cam_jax.scoring import agreement, driver, fill_check, sanity
+from cam_jax.study import cells
 from cam_jax.train import loop
 
-SANITY, AGREEMENT, FILL_CHECK = 'sanity.csv', 'agreement.csv', 'fill_check.csv'
+RECORDS, SANITY, FILL_CHECK = 'records.csv', 'sanity.csv', 'fill_check.csv'
+HISTORY, HEAT, AGREEMENT = 'history.csv', 'heat_{method}.npz', 'agreement.csv'
+OVERLAY_CASES = ('best', 'worst', 'random')
 
 
-def model_names(config) -> list[str]:
-  """The study's models, each checked against the registry."""
-  return _checked_names(config.models, 'config.models', allow_empty=False)
-
-
-def _checked_names(text: str, field: str, *, allow_empty: bool) -> list[str]:
-  names = split_list(text)
-  if not names and not allow_empty:
-    raise BadInput(f'{field} is empty; give a comma-separated list of ' +
-                   ', '.join(models.names()))
-  for n in names:
-    models.check_name(n)
+def methods(config) -> list[str]:
+  names = split_list(config.cam.methods)
+  if not names:
+    raise BadInput(f'config.cam.methods is empty; choose from: {", ".join(cams.METHODS)}')
+  for m in names:
+    if m not in cams.METHODS:
+      raise BadInput(f'unknown CAM method {m!r} in config.cam.methods; choose from: '
+                     f'{", ".join(cams.METHODS)}')
   return names
 
 
@@ -57,7 +56,24 @@ def init_paths(config, names: list[str]) -> dict[str, str]:
   return paths
 
 
-def _claim_workdir(workdir: str, config) -> None:
+def check_config(config) -> None:
+  """Every name and option of ``config`` checked before any work."""
+  init_paths(config, cells.architectures(config))
+  cells.runs(config)
+  methods(config)
+  driver.check_metrics(split_list(config.score.metrics))
+  faithfulness.check_fill(config.score.fill)
+  if config.score.fill_check_models not in ('shallowest', 'every'):
+    raise BadInput(f'config.score.fill_check_models must be shallowest or every, got '
+                   f'{config.score.fill_check_models!r}')
+  unknown = set(config.train_overrides) - set(models.FAMILIES)
+  if unknown:
+    raise BadInput(f'config.train_overrides keys {sorted(unknown)} are not families; choose '
+                   f'from: {", ".join(models.FAMILIES)}')
+
+
+def claim_workdir(workdir: str, config) -> None:
+  """Writes ``config.json``, or checks that the one there is ``config``."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, 'config.json')
   mine = json.loads(config.to_json())
@@ -71,56 +87,24 @@ def _claim_workdir(workdir: str, config) -> None:
     json.dump(mine, f, indent=1, sort_keys=True)
 
 
-def _recipe(name, config, seed_offset=0):
-  return checkpoint.recipe(name, config.num_classes, config.data.image_size,
-                           config.train.seed + seed_offset)
+def _recipe(run: cells.Run, config):
+  return checkpoint.recipe(run.architecture, config.num_classes, config.data.image_size,
+                           config.train.seed + run.seed)
 
 
-def _train_or_load(name, config, cell, splits, mesh, log, init_from, seed_offset=0):
+def _train_or_load(run, config, cell, splits, mesh, log):
   ckpt = os.path.join(cell, loop.BEST)
   if checkpoint.exists(ckpt):
-    log(f'[{os.path.basename(cell)}] checkpoint found, not retraining: {ckpt}')
+    log(f'[{run.name}] checkpoint found, not retraining: {ckpt}')
     return checkpoint.load(ckpt)[0]
   train_config = config.train.copy_and_resolve_references()
-  train_config.update(config.train_overrides.get(name, {}))
-  train_config.seed = config.train.seed + seed_offset
-  result = loop.train(_recipe(name, config, seed_offset), train_config, splits['train'],
-                      splits['validation'], workdir=cell, mesh=mesh, log=log, init_from=init_from)
-  pd.DataFrame(result.history).to_csv(os.path.join(cell, 'history.csv'), index=False)
+  train_config.update(config.train_overrides.get(run.family, {}))
+  train_config.seed = config.train.seed + run.seed
+  init_from = init_paths(config, cells.architectures(config)).get(run.architecture, '')
+  result = loop.train(_recipe(run, config), train_config, splits['train'], splits['validation'],
+                      workdir=cell, mesh=mesh, log=log, init_from=init_from)
+  pd.DataFrame(result.history).to_csv(os.path.join(cell, HISTORY), index=False)
   return result.model
-
-
-def _overlays(workdir, trained, test_src, config):
-  """Heat maps of a few positive test images for every model, drawn to ``overlays.png``."""
-  picks = [i for i in range(len(test_src)) if test_src[i]['label'] == 1]
-  picks = picks[:config.score.overlay_count]
-  if not picks:
-    return
-  recs = [test_src[i] for i in picks]
-  pixels = np.stack([r['image'] for r in recs])
-  heatmaps = {}
-  for name, model in trained.items():
-    images = model.normalisation.normalise(pixels)
-    fn, state, _ = cams.heat_function(model, config.cam.method, config.cam.layer or None,
-                                      aug_smooth=config.cam.aug_smooth,
-                                      eigen_smooth=config.cam.eigen_smooth)
-    heatmaps[name] = np.asarray(fn(state, jnp.asarray(images),
-                                   jnp.full((len(picks),), config.cam.target))[0])
-  report.figures.overlay_grid(pixels[..., 0] / 255.0,
-                              np.stack([r['mask'] for r in recs]), heatmaps,
-                              [str(data.pipeline.as_text(r['id'])) for r in recs],
-                              os.path.join(workdir, report.OVERLAYS))
-
-
-def _score_model(name, model, layer, config, splits, score_kw):
-  """Test records of one model, its IoU threshold tuned on the tuning split first."""
-  result = driver.score(model, splits['test'], method=config.cam.method, layer=layer,
-                        target=config.cam.target, aug_smooth=config.cam.aug_smooth,
-                        eigen_smooth=config.cam.eigen_smooth, metrics=_metrics(config),
-                        deletion_steps=config.score.deletion_steps, fill=config.score.fill,
-                        fill_from=_fill_source(config, splits, (config.score.fill,)),
-                        **score_kw)
-  return _label(result, name, layer, models.depth(model))
 
 
 def _fill_source(config, splits, fills):
@@ -133,38 +117,6 @@ def _fill_source(config, splits, fills):
   return splits[config.score.fill_split]
 
 
-def _fill_check(name, model, cell, config, splits, mesh):
-  """``scoring.fill_check`` of one model on the healthy test images, per fill of
-  ``config.score.fill_check``; cached in the cell's ``fill_check.csv``."""
-  path = os.path.join(cell, FILL_CHECK)
-  if os.path.exists(path):
-    return pd.read_csv(path, dtype={'id': str, 'fill': str})
-  fills = split_list(config.score.fill_check)
-  rows = fill_check.fill_check(model, splits['test'], fills=fills,
-                               fill_from=_fill_source(config, splits, fills),
-                               grid=config.score.baseline_grid,
-                               n_steps=config.score.deletion_steps,
-                               batch_size=config.score.batch_size, mesh=mesh,
-                               seed=config.score.seed).records
-  rows.insert(0, 'model', name)
-  rows.to_csv(path, index=False)
-  return rows
-
-
-def _metrics(config):
-  return driver.check_metrics(split_list(config.score.metrics))
-
-
-def _label(result, name, layer, depth):
-  """``result``'s records with the columns that say which model and layer they score."""
-  records = result.records
-  threshold = np.nan if result.tuned_threshold is None else result.tuned_threshold
-  for i, (column, value) in enumerate((('model', name), ('layer', layer), ('depth', depth),
-                                       ('tuned_threshold', threshold))):
-    records.insert(i, column, value)
-  return records
-
-
 def _tune_source(config, splits):
   """The split ``config.score.tune_split`` names (None for ''), where IoU thresholds are tuned."""
   split = config.score.tune_split
@@ -174,155 +126,321 @@ def _tune_source(config, splits):
   return splits[split] if split else None
 
 
-def _baseline(config, splits, score_kw):
-  grid = config.score.baseline_grid
-  return _label(driver.random_baseline(splits['test'], grid=grid, **score_kw), report.BASELINE,
-                f'{grid}x{grid} uniform', np.nan)
+def _score_kw(config, splits, mesh):
+  return dict(batch_size=config.score.batch_size, mesh=mesh, progress=False,
+              n_resamples=config.score.n_resamples, seed=config.score.seed,
+              tune_on=_tune_source(config, splits))
 
 
-def _sanity(name, model, cell, config, test_src, mesh):
-  path = os.path.join(cell, SANITY)
+def _label(result, columns: dict) -> pd.DataFrame:
+  """``result``'s records with ``columns`` (which model, method, layer) and its threshold first."""
+  records = result.records
+  threshold = np.nan if result.tuned_threshold is None else result.tuned_threshold
+  for i, (column, value) in enumerate({**columns, 'tuned_threshold': threshold}.items()):
+    records.insert(i, column, value)
+  return records
+
+
+def _cached(path, compute, **read):
+  """The table at ``path``, computed by ``compute()`` and written there when absent."""
   if os.path.exists(path):
-    return pd.read_csv(path, dtype={'id': str, 'block': str, 'flags': str})
-  rows = sanity.model_randomisation(
-      model, test_src, recipe=_recipe(name, config), method=config.cam.method,
-      layer=config.cam.layer or None, mode=config.sanity.mode, n_images=config.sanity.n_images,
-      batch_size=config.score.batch_size, target=config.cam.target, mesh=mesh)
-  rows.insert(0, 'model', name)
-  rows.to_csv(path, index=False)
-  return rows
-
-
-def _agreement(workdir, trained, repeats, config, test_src, mesh, log):
-  """Repeatability (a model against its twin trained with another seed) and reproducibility
-  (every pair of models), per test image; cached in ``agreement.csv``."""
-  path = os.path.join(workdir, AGREEMENT)
-  if os.path.exists(path):
-    return pd.read_csv(path, dtype={'id': str, 'a': str, 'b': str, 'flags': str})
-  pairs = [('repeatability', (n, trained[n]), (f'{n} (seed +1)', twin))
-           for n, twin in repeats.items()]
-  pairs += [('reproducibility', a, b) for a, b in itertools.combinations(trained.items(), 2)]
-  frames = []
-  for kind, (name_a, model_a), (name_b, model_b) in pairs:
-    rows = agreement.map_agreement(model_a, model_b, test_src, method=config.cam.method,
-                                   layer_a=config.cam.layer or None,
-                                   layer_b=config.cam.layer or None, target=config.cam.target,
-                                   batch_size=config.score.batch_size, mesh=mesh)
-    for i, (column, value) in enumerate((('kind', kind), ('a', name_a), ('b', name_b))):
-      rows.insert(i, column, value)
-    frames.append(rows)
-    log(f'{kind}: {name_a} vs {name_b}, mean SSIM {rows["ssim"].mean():.3f}')
-  table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.read_csv(path, **read)
+  table = compute()
   table.to_csv(path, index=False)
   return table
 
 
-def run_study(config, workdir: str, *, log=print) -> pd.DataFrame:
-  """Runs the whole study into ``workdir``; returns the per-image records of every model."""
+def _score(run, model, config, splits, mesh):
+  """Test records of every CAM method, IoU threshold tuned on the tuning split first."""
+  frames = []
+  for method in methods(config):
+    layer = models.resolve_layer(model, config.cam.layer or None)
+    result = driver.score(
+        model, splits['test'], method=method, layer=layer, target=config.cam.target,
+        aug_smooth=config.cam.aug_smooth, eigen_smooth=config.cam.eigen_smooth,
+        metrics=driver.check_metrics(split_list(config.score.metrics)),
+        deletion_steps=config.score.deletion_steps, fill=config.score.fill,
+        fill_from=_fill_source(config, splits, (config.score.fill,)),
+        **_score_kw(config, splits, mesh))
+    frames.append(_label(result, {
+        'model': run.name, 'architecture': run.architecture, 'family': run.family,
+        'depth': models.depth(model), 'seed': run.seed, 'method': method, 'layer': layer}))
+  return pd.concat(frames, ignore_index=True)
+
+
+def _sanity(run, model, config, splits, mesh):
+  frames = []
+  for method in methods(config):
+    rows = sanity.model_randomisation(
+        model, splits['test'], recipe=_recipe(run, config), method=method,
+        layer=config.cam.layer or None, mode=config.sanity.mode,
+        n_images=config.sanity.n_images, batch_size=config.score.batch_size,
+        target=config.cam.target, mesh=mesh)
+    rows.insert(0, 'method', method)
+    rows.insert(0, 'model', run.name)
+    frames.append(rows)
+  return pd.concat(frames, ignore_index=True)
+
+
+def _checks_fill(run, config) -> bool:
+  """Whether ``run`` gets the fill check: seed 0, and the shallowest of its family unless
+  ``config.score.fill_check_models`` is 'every'."""
+  if not config.score.fill_check or run.seed:
+    return False
+  if config.score.fill_check_models == 'every':
+    return True
+  family = [a for a in cells.architectures(config) if models.family(a) == run.family]
+  depths = {a: models.depth(models.create(a, image_size=config.data.image_size))
+            for a in family}
+  return run.architecture == min(family, key=depths.get)
+
+
+def _fill_check(run, model, config, splits, mesh):
+  fills = split_list(config.score.fill_check)
+  rows = fill_check.fill_check(model, splits['test'], fills=fills,
+                               fill_from=_fill_source(config, splits, fills),
+                               grid=config.score.baseline_grid,
+                               n_steps=config.score.deletion_steps,
+                               batch_size=config.score.batch_size, mesh=mesh,
+                               seed=config.score.seed).records
+  rows.insert(0, 'model', run.name)
+  return rows
+
+
+def _lesion_images(splits) -> list[dict]:
+  test = splits['test']
+  return [test[i] for i in range(len(test)) if np.asarray(test[i]['mask']).any()]
+
+
+def _save_heat(run, model, config, splits, cell, mesh):
+  """Every method's heat maps of the test images with a lesion, for the pairs cell."""
+  lesions = _lesion_images(splits)
+  for method in methods(config):
+    path = os.path.join(cell, HEAT.format(method=method))
+    if os.path.exists(path) or not lesions:
+      continue
+    maps = agreement.heat_maps(model, lesions, method=method, layer=config.cam.layer or None,
+                               target=config.cam.target, aug_smooth=config.cam.aug_smooth,
+                               eigen_smooth=config.cam.eigen_smooth,
+                               batch_size=config.score.batch_size, mesh=mesh)
+    np.savez_compressed(path + '.tmp.npz', **maps)
+    os.replace(path + '.tmp.npz', path)
+
+
+def _model_cell(run, config, workdir, splits, mesh, log):
+  cell = cells.path(workdir, run.name)
+  os.makedirs(cell, exist_ok=True)
+  model = _train_or_load(run, config, cell, splits, mesh, log)
+  records = _cached(os.path.join(cell, RECORDS), lambda: _score(run, model, config, splits, mesh),
+                    dtype={'id': str, 'flags': str})
+  log(f'[{run.name}] scored {records["id"].nunique()} test images '
+      f'({int(records.drop_duplicates("id")["has_mask"].sum())} with a lesion), '
+      f'{config.cam.methods} at {records["layer"].iloc[0]}')
+  if config.sanity.mode and run.seed == 0:
+    _cached(os.path.join(cell, SANITY), lambda: _sanity(run, model, config, splits, mesh))
+  if _checks_fill(run, config):
+    _cached(os.path.join(cell, FILL_CHECK),
+            lambda: _fill_check(run, model, config, splits, mesh))
+  _save_heat(run, model, config, splits, cell, mesh)
+
+
+def _baseline_cell(config, workdir, splits, mesh, log):
+  cell = cells.path(workdir, cells.BASELINE)
+  os.makedirs(cell, exist_ok=True)
+  grid = config.score.baseline_grid
+
+  def compute():
+    result = driver.random_baseline(splits['test'], grid=grid, **_score_kw(config, splits, mesh))
+    return _label(result, {'model': report.BASELINE, 'layer': f'{grid}x{grid} uniform'})
+
+  _cached(os.path.join(cell, RECORDS), compute, dtype={'id': str, 'flags': str})
+  log(f'[{cells.BASELINE}] random {grid}x{grid} heat maps scored')
+
+
+def _heat(workdir, run, method):
+  with np.load(os.path.join(cells.path(workdir, run.name), HEAT.format(method=method))) as f:
+    return {k: f[k] for k in f.files}
+
+
+def pair_list(config) -> list[tuple[str, cells.Run, cells.Run]]:
+  """(kind, a, b): each architecture's seed 0 against its seed 1 (repeatability), and every two
+  depths of one family at seed 0 (reproducibility across architectures)."""
+  archs = cells.architectures(config)
+  pairs = [('repeatability', cells.Run(a, 0), cells.Run(a, 1)) for a in archs
+           if config.seeds > 1]
+  pairs += [('reproducibility', cells.Run(a, 0), cells.Run(b, 0))
+            for i, a in enumerate(archs) for b in archs[i + 1:]
+            if models.family(a) == models.family(b)]
+  return pairs
+
+
+def _agreement(config, workdir, log):
+  frames = []
+  for method in methods(config):
+    for kind, a, b in pair_list(config):
+      rows = agreement.compare_maps(_heat(workdir, a, method), _heat(workdir, b, method))
+      for i, (column, value) in enumerate((('kind', kind), ('method', method), ('a', a.name),
+                                           ('b', b.name), ('family', a.family))):
+        rows.insert(i, column, value)
+      frames.append(rows)
+      log(f'{kind} ({method}): {a.name} vs {b.name}, mean SSIM {rows["ssim"].mean():.3f}')
+  return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+      columns=['kind', 'method', 'a', 'b', 'family', 'id', 'ssim', 'spearman', 'flags'])
+
+
+def overlay_picks(records: pd.DataFrame, count: int, seed: int) -> dict[str, list[str]]:
+  """Lesion-image ids for the overlay grids: the ``count`` with the highest and the lowest mean
+  EHR-AUC over every model and method (ties by id), and ``count`` drawn at random."""
+  lesion = records[records['has_mask'] & (records['model'] != report.BASELINE)]
+  means = lesion.groupby('id')['ehr_auc'].mean().sort_index(kind='stable')
+  ranked = means.sort_values(kind='stable', ascending=False).index
+  rng = np.random.default_rng(seed)
+  picked = rng.choice(means.index.to_numpy(), size=min(count, len(means)), replace=False)
+  return {'best': list(ranked[:count]), 'worst': list(ranked[::-1][:count]),
+          'random': sorted(picked)}
+
+
+def _overlays(config, workdir, splits, records):
+  method = methods(config)[0]
+  shown = [cells.Run(a, 0) for a in cells.architectures(config)]
+  maps = {r.name: _heat(workdir, r, method) for r in shown}
+  lesions = {str(data.pipeline.as_text(x['id'])): x for x in _lesion_images(splits)}
+  out = cells.path(workdir, cells.PAIRS)
+  for case, ids in overlay_picks(records, config.score.overlay_count, config.score.seed).items():
+    if not ids:
+      continue
+    heat = {}
+    for name, m in maps.items():
+      where = {i: k for k, i in enumerate(m['id'])}
+      heat[name] = np.stack([m['heat'][where[i]] for i in ids]).astype(np.float32)
+    report.figures.overlay_grid(np.stack([lesions[i]['image'][..., 0] for i in ids]) / 255.0,
+                                np.stack([lesions[i]['mask'] for i in ids]), heat, ids,
+                                os.path.join(out, report.OVERLAYS.format(case=case)))
+
+
+def _pairs_cell(config, workdir, splits, log):
+  cells.check_done(workdir, [r.name for r in cells.runs(config)], 'the pairs cell')
+  cell = cells.path(workdir, cells.PAIRS)
+  os.makedirs(cell, exist_ok=True)
+  _cached(os.path.join(cell, AGREEMENT), lambda: _agreement(config, workdir, log),
+          dtype={'id': str, 'flags': str})
+  _overlays(config, workdir, splits, read_records(workdir, config, models_only=True))
+
+
+def read_records(workdir: str, config, *, models_only: bool = False) -> pd.DataFrame:
+  """The per-image records of every model cell (and of the baseline unless ``models_only``)."""
+  names = [r.name for r in cells.runs(config)] + ([] if models_only else [cells.BASELINE])
+  return pd.concat([summary.read_records(os.path.join(cells.path(workdir, n), RECORDS))
+                    for n in names], ignore_index=True)
+
+
+def read_tables(workdir: str, config, file: str) -> pd.DataFrame | None:
+  """Concatenation of the model cells' ``file`` tables (sanity, fill check), None if none."""
+  frames = [pd.read_csv(p, dtype={'id': str, 'block': str, 'flags': str, 'fill': str})
+            for p in (os.path.join(cells.path(workdir, r.name), file) for r in cells.runs(config))
+            if os.path.exists(p)]
+  return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _open_splits(config, log):
+  data_dir = data.cache.data_dir(config.data_dir)
+  splits = {s: data.open_split(config.data, s, data_dir) for s in ('train', 'validation', 'test')}
+  log(f'data: {len(splits["train"])} train / {len(splits["validation"])} validation / '
+      f'{len(splits["test"])} test images in {data_dir}; devices: {jax.device_count()} x '
+      f'{jax.devices()[0].platform}')
+  return splits
+
+
+def run_cells(config, workdir: str, names: list[str], *, log=print) -> None:
+  """Runs the cells ``names`` (of ``cells.plan(config)``) that have not finished, in order."""
   if jax.process_count() > 1:
     raise BadInput(f'the study runs as one process (every device of one host), not as process '
                    f'{jax.process_index()} of {jax.process_count()}: train its models as a '
                    'multi-process job with `cam_jax train`, score them with `cam_jax score`')
-  names = model_names(config)
-  repeat = _checked_names(config.repeat_models, 'config.repeat_models', allow_empty=True)
-  if set(repeat) - set(names):
-    raise BadInput(f'config.repeat_models {sorted(set(repeat) - set(names))} are not among '
-                   f'config.models ({", ".join(names)})')
-  inits = init_paths(config, names)  # checked before any work
-  _metrics(config)
-  faithfulness.check_fill(config.score.fill)
-  _claim_workdir(workdir, config)
-  data_dir = data.cache.data_dir(config.data_dir)
-  splits = {s: data.open_split(config.data, s, data_dir) for s in ('train', 'validation', 'test')}
-  test_src = splits['test']
-  log(f'data: {len(splits["train"])} train / {len(splits["validation"])} validation / '
-      f'{len(test_src)} test images in {data_dir}; devices: {jax.device_count()} x '
-      f'{jax.devices()[0].platform}')
-  mesh = mesh_lib.make_mesh()
-  frames, sanity_frames, fill_frames, trained, repeats = [], [], [], {}, {}
-  score_kw = dict(batch_size=config.score.batch_size, mesh=mesh, progress=False,
-                  n_resamples=config.score.n_resamples, seed=config.score.seed,
-                  tune_on=_tune_source(config, splits))
-  for name in names:
-    cell = os.path.join(workdir, 'models', name)
-    model = trained[name] = _train_or_load(name, config, cell, splits, mesh, log,
-                                           inits.get(name, ''))
-    if name in repeat:
-      repeats[name] = _train_or_load(name, config, os.path.join(workdir, 'models',
-                                                                f'{name}_seed+1'),
-                                     splits, mesh, log, inits.get(name, ''), seed_offset=1)
-    layer = models.resolve_layer(model, config.cam.layer or None)
-    path = os.path.join(cell, 'records.csv')
-    if os.path.exists(path):
-      records = summary.read_records(path)
+  check_config(config)
+  plan = cells.plan(config)
+  unknown = [n for n in names if n not in plan]
+  if unknown:
+    raise BadInput(f'unknown cells {unknown}; this study has: {", ".join(plan)}')
+  claim_workdir(workdir, config)
+  todo = [n for n in plan if n in names and not cells.is_done(workdir, n)]
+  for n in plan:
+    if n in names and n not in todo:
+      log(f'[{n}] done, skipped')
+  if not todo:
+    return
+  splits, mesh = _open_splits(config, log), mesh_lib.make_mesh()
+  by_name = {r.name: r for r in cells.runs(config)}
+  for name in todo:
+    start = time.perf_counter()
+    if name == cells.BASELINE:
+      _baseline_cell(config, workdir, splits, mesh, log)
+    elif name == cells.PAIRS:
+      _pairs_cell(config, workdir, splits, log)
     else:
-      records = _score_model(name, model, layer, config, splits, score_kw)
-      records.to_csv(path, index=False)
-    frames.append(records)
-    log(f'[{name}] scored {len(records)} test images ({int(records["has_mask"].sum())} with a '
-        f'lesion), {config.cam.method} at {layer}')
-    if config.sanity.mode:
-      sanity_frames.append(_sanity(name, model, cell, config, test_src, mesh))
-    if config.score.fill_check:
-      fill_frames.append(_fill_check(name, model, cell, config, splits, mesh))
-  frames.append(_baseline(config, splits, score_kw))
-  records = pd.concat(frames, ignore_index=True)
-  records.to_csv(os.path.join(workdir, 'records.csv'), index=False)
-  if sanity_frames:
-    pd.concat(sanity_frames, ignore_index=True).to_csv(os.path.join(workdir, SANITY), index=False)
-  if fill_frames:
-    pd.concat(fill_frames, ignore_index=True).to_csv(os.path.join(workdir, FILL_CHECK),
-                                                     index=False)
-  _agreement(workdir, trained, repeats, config, test_src, mesh, log)
-  _overlays(workdir, trained, test_src, config)
+      _model_cell(by_name[name], config, workdir, splits, mesh, log)
+    cells.mark_done(workdir, name, time.perf_counter() - start)
+    log(f'[{name}] done in {time.perf_counter() - start:.1f} s')
+
+
+def run_study(config, workdir: str, *, cell: str = '', log=print) -> pd.DataFrame | None:
+  """Runs the study into ``workdir`` (only the cell ``cell`` when given) and, once every cell
+  has finished, writes the report; returns every cell's per-image records then, else None."""
+  run_cells(config, workdir, [cell] if cell else cells.plan(config), log=log)
+  if not all(cells.is_done(workdir, n) for n in cells.plan(config)):
+    log(f'[{cell}] finished; the report waits for the other cells of {workdir}')
+    return None
+  records = read_records(workdir, config)
   write_study_report(workdir, config, records)
   for name in (report.REPORT, report.REPORT_HTML):
     log(f'report: {os.path.join(workdir, name)}')
   return records
 
 
-def _read_optional(path, **kw):
-  return pd.read_csv(path, **kw) if os.path.exists(path) and os.path.getsize(path) > 1 else None
-
-
-def _selected_epochs(workdir: str) -> str:
-  """'vgg_tiny epoch 5/6, ...': which epoch each trained model's scored weights come from."""
-  root = os.path.join(workdir, 'models')
+def _selected_epochs(workdir: str, config) -> str:
+  """'vgg_tiny_1_s0 epoch 2/2, ...': which epoch each model's scored weights come from."""
   parts = []
-  for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-    best = checkpoint.provenance(os.path.join(root, name, loop.BEST))
-    last = checkpoint.provenance(os.path.join(root, name, loop.LAST))
+  for r in cells.runs(config):
+    cell = cells.path(workdir, r.name)
+    best = checkpoint.provenance(os.path.join(cell, loop.BEST))
+    last = checkpoint.provenance(os.path.join(cell, loop.LAST))
     if best and last:
-      parts.append(f"{name} epoch {best['epoch']}/{last['epoch']}")
+      parts.append(f"{r.name} {best['epoch']}/{last['epoch']}")
   return ', '.join(parts)
 
 
-def write_study_report(workdir: str, config, records: pd.DataFrame) -> str:
-  """``report.md`` and ``report.html`` of a study from its config, per-image records and, where
-  the workdir has them, its sanity and agreement tables (see ``cam_jax.report``)."""
+def write_study_report(workdir: str, config, records: pd.DataFrame | None = None) -> str:
+  """``report.md`` and ``report.html`` of a finished study from its cells (``cam_jax.report``);
+  ``records``: ``read_records(workdir, config)`` when already read."""
+  cells.check_done(workdir, cells.plan(config), 'the report')
+  records = read_records(workdir, config) if records is None else records
   d = config.data
   explained = cams.describe_target(config.cam.target, config.num_classes)
-  names = [m for m in records['model'].unique() if m != report.BASELINE]
   if d.name == 'phantom':
-    about = (f'Data: phantom chest X-rays, {d.image_size} px, seed {d.seed}; {d.num_train} '
-             f'train / {d.num_validation} validation / {d.num_test} test images.')
+    about = (f'Data: phantom chest X-rays, {d.image_size} px, lesion contrast '
+             f'{d.lesion_contrast}, seed {d.seed}; {d.num_train} train / {d.num_validation} '
+             f'validation / {d.num_test} test images.')
   else:
     about = (f'Data: {d.name} from {d.manual_dir}, resized to {d.image_size} px (masks by '
              f'{d.mask_resize}), split seed {d.seed}; `cam_jax prepare` lists the splits and '
              'the quarantined records.')
-  notes = [f'{about} CAM: {config.cam.method}, target {config.cam.target:+d} ({explained}), '
+  notes = [f'{about} CAM: {config.cam.methods}, target {config.cam.target:+d} ({explained}), '
            'pytorch-grad-cam postprocess (ReLU, min-max, bilinear).',
-           f'Per-image records: `records.csv`. Models: {", ".join(names)}.']
-  selected = _selected_epochs(workdir)
+           f'Models: {config.models}, each trained with {config.seeds} seeds (train.seed + 0 .. '
+           f'{config.seeds - 1}); per-image records: `cells/<model>_s<seed>/records.csv`.']
+  selected = _selected_epochs(workdir, config)
   if selected:
     notes.append('Each model is scored with the weights of its epoch with the best validation '
-                 f'ROC-AUC ({selected}; `models/<name>/checkpoint/about.json`; the last '
-                 "epoch's weights are in `checkpoint_last/`).")
+                 f'ROC-AUC (epoch / epochs: {selected}; `cells/<model>_s<seed>/checkpoint/'
+                 "about.json`; the last epoch's weights are in `checkpoint_last/`).")
+  pairs = cells.path(workdir, cells.PAIRS)
   return report.write_report(
-      workdir, records, explained=explained,
-      title='cam_jax study: how far to trust each heat map', notes=notes,
-      n_resamples=config.score.n_resamples, seed=config.score.seed,
-      sanity=_read_optional(os.path.join(workdir, SANITY), dtype={'id': str, 'block': str}),
-      agreement=_read_optional(os.path.join(workdir, AGREEMENT), dtype={'id': str}),
-      fill=config.score.get('fill', 'rise'),  # a study run before fills were configurable
-      fill_check=_read_optional(os.path.join(workdir, FILL_CHECK), dtype={'id': str}))
+      workdir, records, config=config, title='cam_jax study: how far to trust each heat map',
+      notes=notes, explained=explained,
+      sanity=read_tables(workdir, config, SANITY),
+      agreement=pd.read_csv(os.path.join(pairs, AGREEMENT), dtype={'id': str, 'flags': str}),
+      fill_check=read_tables(workdir, config, FILL_CHECK),
+      overlays={c: os.path.join(cells.CELLS, cells.PAIRS, report.OVERLAYS.format(case=c))
+                for c in OVERLAY_CASES
+                if os.path.exists(os.path.join(pairs, report.OVERLAYS.format(case=c)))},
+      durations=cells.durations(workdir, cells.plan(config)))
