@@ -1,5 +1,6 @@
 """Test setup: 8 host CPU devices (for the sharding tests), one data directory for the whole
-session (``$CAM_JAX_DATA_DIR``, inherited by the CLI subprocesses), a tiny prepared phantom."""
+session (``$CAM_JAX_DATA_DIR``, inherited by the CLI subprocesses, as is the compilation cache's
+``$CAM_JAX_COMPILE_CACHE``), a tiny prepared phantom."""
 
 import os
 
@@ -20,6 +21,7 @@ def tiny_data_config():
 def data_dir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp('data'))
   os.environ['CAM_JAX_DATA_DIR'] = path  # no test writes to the user's cache
+  os.environ['CAM_JAX_COMPILE_CACHE'] = str(tmp_path_factory.mktemp('xla'))  # nor to its XLA one
   return path
 
 

@@ -52,7 +52,7 @@ def _run(*args, cwd, command=(CAM_JAX,)):
      'at most one data set (phantom, siim, siim_png, nih, chexlocalize, csv)'),
     (('train', f'--config={_config("train_phantom.py")}:tiny', '--config.model.name=resnet7'),
      "error: unknown model 'resnet7'; choose one of: resnet101, resnet152, resnet18, resnet34, "
-     'resnet50, resnet_tiny, vgg11,'),
+     'resnet50, resnet_tiny, resnet_tiny_1, resnet_tiny_2, resnet_tiny_3, vgg11,'),
     (('score', f'--config={_config("score_phantom.py")}:tiny', '--config.checkpoint=/nowhere'),
      'error: no cam_jax checkpoint in /nowhere (expected model.json and weights/)'),
     (('score', f'--config={_config("score_phantom.py")}:tiny', '--config.checkpoint=/nowhere',
@@ -129,10 +129,10 @@ def test_verbs_and_the_api_example_run_outside_the_checkout(tmp_path):
   assert set(pd.read_csv(out / 'score' / 'by_lesion_size.csv')['stratum']) == {
       'small', 'medium', 'large'}
   code, err = _run('study', f'--config={_config("study_phantom.py")}:tiny',
-                   '--config.models=resnet_tiny', '--config.repeat_models=',
+                   '--config.models=resnet_tiny_1', '--config.seeds=1',
                    '--config.sanity.mode=', f'--workdir={out / "study"}', cwd=tmp_path)
   assert code == 0, err[-5:]
-  assert '| resnet_tiny |' in (out / 'study' / 'report.md').read_text()
+  assert '| resnet | resnet_tiny_1 (10) |' in (out / 'study' / 'report.md').read_text()
   assert not (out / 'study' / 'data').exists()  # the data set lives in the shared data dir
 
   readme = open(os.path.join(ROOT, 'README.md')).read()

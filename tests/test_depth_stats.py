@@ -233,8 +233,19 @@ def test_beats_chance_is_the_seed_mean_excess_over_the_mask_fraction():
   for _, row in table.iterrows():
     e = excess.loc[row['depth']]
     assert row['excess'] == pytest.approx(e.mean())
-    assert row['p'] == pytest.approx(sp_stats.wilcoxon(e).pvalue, rel=1e-12)
+    assert row['test'] == 't'
+    assert row['p'] == pytest.approx(sp_stats.ttest_1samp(e, 0.0).pvalue, rel=1e-12)
     assert row['low'] < row['excess'] < row['high']
+  # A mean above chance with most lesions missed (30 hits in 100, chance 0.05): above chance,
+  # though the median excess is negative.
+  hits = np.r_[np.ones(30), np.zeros(70)]
+  base = records[(records['model'] == records['model'].iloc[0]) & records['has_mask']]
+  one = base.iloc[np.arange(100) % len(base)].assign(
+      id=[str(i) for i in range(100)], pointing_game=hits, mask_fraction=0.05)
+  row = depth.beats_chance(one, 'pointing_game', n_resamples=50).iloc[0]
+  assert row['excess'] == pytest.approx(0.25) and row['low'] > 0
+  assert row['p'] == pytest.approx(sp_stats.ttest_1samp(hits - 0.05, 0.0).pvalue)
+  assert row['p'] < 1e-6
   with pytest.raises(BadInput, match='no analytic chance'):
     depth.beats_chance(records, 'ehr_auc')
 
@@ -267,7 +278,7 @@ def test_bad_input_names_the_column_family_or_model():
   with pytest.raises(BadInput, match="'vgg_13 seed 1' cover different images"):
     depth.depth_pairs(fewer, 'ehr_auc', binary=False)
   not_binary = records.copy()
-  not_binary.loc[(records['model'] == 'vgg_13 seed 1') & records['has_mask'], 'pointing_game'] = 0.5
+  not_binary.loc[(records['model'] == 'vgg_13 seed 1') & records['has_mask'], 'pointing_game'] = 1.5
   with pytest.raises(BadInput, match="not binary.*model 'vgg_13 seed 1'"):
     depth.depth_pairs(not_binary, 'pointing_game', binary=True)
   with pytest.raises(BadInput, match='column .depth. must be an integer'):

@@ -8,6 +8,7 @@ from flax import nnx
 
 from cam_jax import models
 from cam_jax.core.errors import BadInput
+from cam_jax.models import registry
 
 
 def _param_count(name, **kw):
@@ -29,7 +30,7 @@ PUBLISHED_COUNTS = {
 
 
 def test_every_standard_model_has_a_published_count():
-  assert sorted(PUBLISHED_COUNTS) == [n for n in models.names() if not n.endswith('_tiny')]
+  assert sorted(PUBLISHED_COUNTS) == [n for n in models.names() if '_tiny' not in n]
 
 
 @pytest.mark.slow
@@ -97,3 +98,22 @@ def test_graph_definitions_hash(name):
   static attribute of a model must hash."""
   graphdef = nnx.split(models.create(name, image_size=32))[0]
   assert hash(graphdef) == hash(nnx.split(models.create(name, image_size=32))[0])
+
+
+def test_the_depth_series_differ_only_in_depth():
+  """At 64 px every member of a family's series has an 8x8 CAM grid and the family's widths;
+  depth (weight layers on the longest path) grows by 4, 8 and 4 layers a level."""
+  from cam_jax import cams  # pylint: disable=g-import-not-at-top
+  expected = {'vgg': (7, 11, 15), 'resnet': (10, 18, 26), 'vit': (9, 13, 17)}
+  for family, depths in expected.items():
+    widths = set()
+    for k, want in zip(registry.SERIES_LEVELS, depths):
+      name = f'{family}_tiny_{k}'
+      model = models.create(name, image_size=64)
+      assert models.depth(model) == want and models.family(name) == family
+      fn, state, layer = cams.cam_function(model, 'gradcam', None)
+      raw, _ = fn(state, jnp.zeros((1, 64, 64, 1)), jnp.ones((1,)))
+      assert raw.shape[1:3] == (8, 8), (name, layer, raw.shape)
+      widths.add(tuple(sorted({x.shape[-1] for x in jax.tree.leaves(nnx.state(model, nnx.Param))
+                               if x.ndim == 4})))
+    assert len(widths) == 1, (family, widths)

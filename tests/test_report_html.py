@@ -17,10 +17,12 @@ from PIL import Image
 from cam_jax import report
 from cam_jax.core.errors import BadInput
 from cam_jax.report import html
+from cam_jax.study import cells
 from configs import study_phantom
 
 SOLID = (23, 171, 97)  # the overlays figure of the tiny report: one colour, 160 x 100 pixels
 SOLID_SIZE = (160, 100)
+OVERLAY = 'overlays_best.png'
 HEADER = (0xdd, 0xe6, 0xf3)  # th's background in html.STYLE
 
 
@@ -58,15 +60,29 @@ def _md_tables(text):
           for i, line in enumerate(lines) if re.fullmatch(r'\|(\s*:?-+:?\s*\|)+', line.strip())]
 
 
+ARCHS = (('vgg_tiny_1', 7), ('vgg_tiny_2', 11))  # one family, two depths, two seeds each
+
+
+def _config():
+  config = study_phantom.get_config('tiny')
+  config.models = ','.join(a for a, _ in ARCHS)
+  config.score.n_resamples = 50
+  return config
+
+
 def _records():
-  """Per-image records of two models and the baseline, 12 images each, half with a lesion."""
+  """Per-image records of 4 trained models (2 depths x 2 seeds) and the baseline, 12 images
+  each, half with a lesion."""
   rng = np.random.default_rng(0)
   rows = []
-  for model, depth in (('net_a', 3), ('net_b', 5), (report.BASELINE, np.nan)):
+  runs = [(f'{a}_s{s}', a, 'vgg', d, s) for s in (0, 1) for a, d in ARCHS]
+  for model, arch, family, depth, seed in runs + [(report.BASELINE, '', '', np.nan, np.nan)]:
     for i in range(12):
       lesion = i % 2
-      rows.append(dict(model=model, layer='x', depth=depth, id=str(i), label=lesion,
+      rows.append(dict(model=model, architecture=arch, family=family, depth=depth, seed=seed,
+                       method='gradcam', layer='x', id=str(i), label=lesion,
                        has_mask=bool(lesion), prob=rng.uniform(), flags='',
+                       mask_fraction=0.1 if lesion else 0.0,
                        ehr_auc=rng.uniform() if lesion else np.nan,
                        pointing_game=float(rng.uniform() > .5) if lesion else np.nan))
   return pd.DataFrame(rows)
@@ -87,9 +103,9 @@ def tiny(tmp_path_factory):
   """The report ``write_report`` writes for ``_records()`` with a solid-colour overlays figure:
   (workdir, report.md's text)."""
   workdir = str(tmp_path_factory.mktemp('report'))
-  Image.new('RGB', SOLID_SIZE, SOLID).save(os.path.join(workdir, report.OVERLAYS))
-  text = report.write_report(workdir, _records(), title='Tiny *study*', notes=['A note.'],
-                             n_resamples=50)
+  Image.new('RGB', SOLID_SIZE, SOLID).save(os.path.join(workdir, OVERLAY))
+  text = report.write_report(workdir, _records(), config=_config(), title='Tiny *study*',
+                             notes=['A note.'], overlays={'best': OVERLAY})
   return workdir, text
 
 
@@ -101,7 +117,7 @@ def test_report_html_is_self_contained(tiny):
   refs = [a[k] for _, a in page.tags for k in ('src', 'href') if k in a]
   assert refs and all(r.startswith('data:') for r in refs), [r[:40] for r in refs]
   shown = _shown(text)
-  assert report.OVERLAYS in shown and report.DEPTH_PLOT in shown
+  assert OVERLAY in shown and report.DEPTH_PLOT in shown
   assert _images(open(os.path.join(workdir, report.REPORT_HTML)).read()) == [
       open(os.path.join(workdir, f), 'rb').read() for f in shown]
   assert all(a['src'].startswith('data:image/png;base64,') for a in page.all('img'))
@@ -136,11 +152,21 @@ def test_missing_or_remote_image_is_bad_input(tmp_path):
 
 
 def test_launch_report_writes_both_and_prints_their_paths(tmp_path):
+  """A workdir laid out as finished cells (the records, an empty agreement table, an overlay)."""
   workdir = tmp_path / 'study'
-  workdir.mkdir()
-  (workdir / 'config.json').write_text(study_phantom.get_config('tiny').to_json())
-  _records().to_csv(workdir / 'records.csv', index=False)
-  Image.new('RGB', SOLID_SIZE, SOLID).save(workdir / report.OVERLAYS)
+  config = _config()
+  cells_dir = workdir / cells.CELLS
+  records = _records()
+  for name in cells.plan(config):
+    (cells_dir / name).mkdir(parents=True)
+    cells.mark_done(str(workdir), name, 1.0)
+  for model, rows in records.groupby('model'):
+    name = cells.BASELINE if model == report.BASELINE else model
+    rows.to_csv(cells_dir / name / 'records.csv', index=False)
+  pd.DataFrame(columns=['kind', 'method', 'a', 'b', 'id', 'ssim']).to_csv(
+      cells_dir / cells.PAIRS / 'agreement.csv', index=False)
+  Image.new('RGB', SOLID_SIZE, SOLID).save(cells_dir / cells.PAIRS / OVERLAY)
+  (workdir / 'config.json').write_text(config.to_json())
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.run([sys.executable, '-m', 'launch.report', f'--workdir={workdir}',
                          '--n_resamples=50'], cwd=root, capture_output=True, text=True,
@@ -150,7 +176,7 @@ def test_launch_report_writes_both_and_prints_their_paths(tmp_path):
   assert printed[-2:] == [f'report: {workdir / report.REPORT}',
                           f'report: {workdir / report.REPORT_HTML}']
   text = (workdir / report.REPORT).read_text()
-  assert report.OVERLAYS in _shown(text) and report.DEPTH_PLOT in _shown(text)
+  assert f'cells/pairs/{OVERLAY}' in _shown(text) and report.DEPTH_PLOT in _shown(text)
   assert _Page((workdir / report.REPORT_HTML).read_text()).headers == _md_tables(text)
   assert _images((workdir / report.REPORT_HTML).read_text()) == [
       (workdir / f).read_bytes() for f in _shown(text)]

@@ -115,6 +115,30 @@ def format_ci(point, low, high, digits=3) -> str:
   return f'{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]'
 
 
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+  """Wilson score interval of a binomial proportion ``successes / n`` (Wilson, "Probable
+  inference, the law of succession, and statistical inference", JASA 1927; no continuity
+  correction, as ``scipy.stats.binomtest(...).proportion_ci(method='wilson')``). Raises
+  ValueError for n < 1 or successes outside [0, n]."""
+  if n < 1 or not 0 <= successes <= n:
+    raise ValueError(f'need 0 <= successes <= n and n >= 1, got {successes} of {n}')
+  ci = sp_stats.binomtest(int(successes), int(n)).proportion_ci(confidence, method='wilson')
+  return float(ci.low), float(ci.high)
+
+
+def difference_interval(successes_a: int, n_a: int, successes_b: int, n_b: int,
+                        confidence: float = 0.95) -> tuple[float, float, float]:
+  """``(p_a - p_b, low, high)`` for two independent proportions: Newcombe's hybrid score
+  interval ("Interval estimation for the difference between independent proportions", Stat.
+  Med. 1998, method 10), built from each proportion's Wilson interval."""
+  p_a, p_b = successes_a / n_a, successes_b / n_b
+  low_a, high_a = wilson_interval(successes_a, n_a, confidence)
+  low_b, high_b = wilson_interval(successes_b, n_b, confidence)
+  d = p_a - p_b
+  return (float(d), float(d - np.hypot(p_a - low_a, high_b - p_b)),
+          float(d + np.hypot(high_a - p_a, p_b - low_b)))
+
+
 def _aligned(samples: Mapping[str, np.ndarray], min_samples: int = 1) -> np.ndarray:
   """(M, n) float array of the samples; ValueError unless they are 1-D, equally long, non-empty
   and free of NaN."""

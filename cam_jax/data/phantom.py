@@ -9,13 +9,14 @@ along the apical or lateral pleura of one lung in which the vessels are removed 
 added, bounded on its inner side by a thin bright visceral pleural line. The lesion is the last
 spatial step and changes exactly the pixels of its mask; only pixelwise noise, exposure and
 gamma follow. Confounders (a chest-drain tube entering the pneumothorax-side lung from the
-lateral wall, a corner marker) are drawn with label-dependent probabilities. Image ``i``
-depends only on ``(seed, i)``.
+lateral wall, a corner marker) are drawn with label-dependent probabilities; ``tube_masks``
+gives the tube's pixels. Image ``i`` depends only on ``(seed, i)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -104,19 +105,41 @@ def sample_params(spec: PhantomSpec, seed: int, indices: np.ndarray) -> dict[str
   return params
 
 
+def _grid(s: int):
+  """(pixel size, x (1,1,s), y (1,s,1), half-width of thin lines: the pleural line and the
+  tube): pixel-centre coordinates on [-1, 1] of an ``s`` x ``s`` image."""
+  px = 2.0 / s
+  c = ((np.arange(s) + 0.5) * px - 1).astype(np.float32)
+  return px, c[None, None, :], c[None, :, None], max(1.2 * px, 0.012)
+
+
+def _column(p: dict[str, np.ndarray], k: str, i: int | None = None) -> np.ndarray:
+  """Parameter ``k`` (lung ``i`` of a per-lung one) as float32 (N, 1, 1)."""
+  return (p[k] if i is None else p[k][:, i]).astype(np.float32)[:, None, None]
+
+
+def _tube_profile(p: dict[str, np.ndarray], x, y, hw: float) -> np.ndarray:
+  """(N,H,W) float32 in [0, 1]: the chest-drain tube's cross-section profile, whatever
+  ``p['tube']`` says; a parabola from the lateral wall of the pneumothorax-side lung, ending
+  ``tube_end`` from the midline, ``hw`` half wide; 0 off the tube."""
+  bx = x - _column(p, 'mid')
+  dx = np.where(p['ptx_side'] == 1, 1.0, -1.0).astype(np.float32)[:, None, None] * bx
+  dx -= _column(p, 'tube_end')
+  tc = _column(p, 'tube_curv')
+  dist = np.abs(y - _column(p, 'tube_y') - tc * dx * dx) / np.sqrt(1 + (2 * tc * dx) ** 2)
+  return (dx > 0) * np.clip(1 - (dist / hw) ** 2, 0, None)
+
+
 def render(spec: PhantomSpec, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   """(images float32 (N,H,W) in [0,1], masks bool (N,H,W)); a deterministic function of params."""
   p = {k: np.asarray(v) for k, v in params.items()}
   s = spec.image_size
   if p['texture_noise'].shape[1:] != (s, s):
     raise BadInput(f'params are for size {p["texture_noise"].shape[1:]}, spec has {s}')
-  px = 2.0 / s
-  c = ((np.arange(s) + 0.5) * px - 1).astype(np.float32)
-  x, y = c[None, None, :], c[None, :, None]
-  soft, hw = max(0.02, px), max(1.2 * px, 0.012)  # edge softness; pleural-line, tube half-width
+  px, x, y, hw = _grid(s)
+  soft = max(0.02, px)  # edge softness
 
-  def f(k, i=None):
-    return (p[k] if i is None else p[k][:, i]).astype(np.float32)[:, None, None]
+  f = functools.partial(_column, p)
 
   # Trunk (superellipse, thicker centre), spine, heart.
   bx = x - f('mid')
@@ -185,11 +208,7 @@ def render(spec: PhantomSpec, params: dict[str, np.ndarray]) -> tuple[np.ndarray
   att += vessels
 
   # Confounders: chest-drain tube (pneumothorax-side lung, from the lateral wall), corner marker.
-  dx = np.where(p['ptx_side'] == 1, 1.0, -1.0).astype(np.float32)[:, None, None] * bx
-  dx -= f('tube_end')
-  tc = f('tube_curv')
-  dist = np.abs(y - f('tube_y') - tc * dx * dx) / np.sqrt(1 + (2 * tc * dx) ** 2)
-  att += 0.3 * f('tube') * (dx > 0) * np.clip(1 - (dist / hw) ** 2, 0, None)
+  att += 0.3 * f('tube') * _tube_profile(p, x, y, hw)
   ex = 1 - np.where(p['marker_corner'] == 1, 1.0, -1.0).astype(np.float32)[:, None, None] * x
   ex, ey, ms = ex - f('marker_x'), y + 1 - f('marker_y'), f('marker_size')
   box = (ex > 0) & (ex < ms) & (ey > 0) & (ey < 1.3 * ms)
@@ -202,14 +221,30 @@ def render(spec: PhantomSpec, params: dict[str, np.ndarray]) -> tuple[np.ndarray
   return img.astype(np.float32), mask
 
 
+def _chunk(spec: PhantomSpec) -> int:
+  """Images rendered at once: ~8 MB per working array."""
+  return max(1, 2 ** 21 // spec.image_size ** 2)
+
+
+def tube_masks(spec: PhantomSpec, seed: int, indices: np.ndarray) -> np.ndarray:
+  """bool (N,H,W): the pixels the chest-drain tube of images ``indices`` (of ``seed``) touches,
+  as ``render`` draws it (its profile > 0); all False for an image without a tube."""
+  idx, n = np.asarray(indices, dtype=np.int64).reshape(-1), _chunk(spec)
+  _, x, y, hw = _grid(spec.image_size)
+  masks = np.zeros((len(idx), spec.image_size, spec.image_size), bool)
+  for lo in range(0, len(idx), n):
+    p = sample_params(spec, seed, idx[lo:lo + n])
+    masks[lo:lo + n] = (_tube_profile(p, x, y, hw) > 0) & p['tube'][:, None, None]
+  return masks
+
+
 def generate(spec: PhantomSpec, seed: int, start: int, count: int) -> dict[str, np.ndarray]:
   """Images ``start .. start+count-1`` (count >= 1): image, mask, label, tube, marker, index."""
   if count < 1 or start < 0:
     raise BadInput(f'need start >= 0 and count >= 1, got start={start}, count={count}')
-  chunk = max(1, 2 ** 21 // spec.image_size ** 2)  # ~8 MB per working array
   parts = []
-  for lo in range(start, start + count, chunk):
-    idx = np.arange(lo, min(lo + chunk, start + count), dtype=np.int64)
+  for lo in range(start, start + count, _chunk(spec)):
+    idx = np.arange(lo, min(lo + _chunk(spec), start + count), dtype=np.int64)
     p = sample_params(spec, seed, idx)
     image, mask = render(spec, p)
     parts.append({'image': image, 'mask': mask, 'label': p['label'], 'tube': p['tube'],

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import tensorflow_datasets as tfds
 
+from cam_jax.core.errors import BadInput
 from cam_jax.data import cache, phantom
 
 SPLITS = ('train', 'validation', 'test')
@@ -46,6 +47,19 @@ def record_features(size: int, **extra) -> tfds.features.FeaturesDict:
       **{k: scalar(v) for k, v in extra.items()}})
 
 
+def record_id(split: str, index: int) -> str:
+  """The ``id`` (and key) of the record of phantom image ``index`` in ``split``."""
+  return f'phantom-{split}-{int(index):07d}'
+
+
+def record_index(key: str) -> int:
+  """The phantom image index of a record ``id`` that ``record_id`` wrote."""
+  parts = str(key).split('-')
+  if len(parts) != 3 or parts[0] != 'phantom' or parts[1] not in SPLITS or not parts[2].isdigit():
+    raise BadInput(f'record id {key!r} is not a phantom record id (phantom-<split>-<index>)')
+  return int(parts[2])
+
+
 class Phantom(tfds.core.GeneratorBasedBuilder):
   """Procedural chest X-rays with exact pneumothorax masks (see ``cam_jax.data.phantom``)."""
 
@@ -72,7 +86,7 @@ class Phantom(tfds.core.GeneratorBasedBuilder):
       batch = phantom.generate(cfg.spec, cfg.seed, lo, min(_CHUNK, start + count - lo))
       pixels = np.round(batch['image'] * 255).astype(np.uint8)[..., None]
       for i, index in enumerate(batch['index']):
-        key = f'phantom-{split}-{int(index):07d}'
+        key = record_id(split, index)
         yield key, {'image': pixels[i], 'mask': batch['mask'][i], 'label': batch['label'][i],
                     'id': key, 'tube': batch['tube'][i], 'marker': batch['marker'][i]}
 

@@ -23,7 +23,8 @@ from cam_jax.report import figures, html, metadata, tables, verdict
 BASELINE = 'random heat map'
 REPORT, REPORT_HTML = 'report.md', 'report.html'
 OVERLAYS = 'overlays_{case}.png'
-SANITY_PLOT, DEPTH_PLOT, CURVES_PLOT = 'sanity.png', 'metrics_by_depth.png', 'deletion_insertion.png'
+SANITY_PLOT, DEPTH_PLOT = 'sanity.png', 'metrics_by_depth.png'
+CURVES_PLOT = 'deletion_insertion.png'
 CLASSIFICATION = ('roc_auc', 'accuracy')
 LOCALISATION = ('ehr_auc', 'pointing_game', 'relevance_mass', 'iou_otsu', 'iou_tuned',
                 'pixel_pr_auc')

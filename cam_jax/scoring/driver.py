@@ -230,16 +230,16 @@ def _frame(batch: dict, out: dict, mask_keys: frozenset) -> pd.DataFrame:
 
 
 def stream_frames(batches: Iterable[dict], device_fn: Callable, mesh, *, progress: bool,
-                  desc: str, to_frame: Callable[[dict, dict], pd.DataFrame]) -> pd.DataFrame:
-  """Streams eval ``batches`` through ``device_fn(i, images, masks)`` (sharded on ``mesh``) and
-  concatenates ``to_frame(batch, per-image numbers on the host)``, with a progress bar. In a
-  multi-process job every process reads every batch, feeds its own rows and gets all numbers
-  back."""
+                  desc: str, to_frame: Callable[[dict, dict], pd.DataFrame],
+                  keys: Sequence[str] = ('image', 'mask')) -> pd.DataFrame:
+  """Streams eval ``batches`` through ``device_fn(i, *batch[keys])`` (default: images, masks;
+  sharded on ``mesh``) and concatenates ``to_frame(batch, per-image numbers on the host)``, with
+  a progress bar. In a multi-process job every process reads every batch, feeds its own rows and
+  gets all numbers back."""
   frames = []
   for i, batch in enumerate(tqdm(batches, desc=desc, disable=not progress, unit='batch')):
-    sharded = mesh_lib.shard_batch({k: mesh_lib.local_rows(batch[k]) for k in ('image', 'mask')},
-                                   mesh)
-    out = mesh_lib.to_host(device_fn(i, sharded['image'], sharded['mask']))
+    sharded = mesh_lib.shard_batch({k: mesh_lib.local_rows(batch[k]) for k in keys}, mesh)
+    out = mesh_lib.to_host(device_fn(i, *(sharded[k] for k in keys)))
     frames.append(to_frame(batch, out))
   if not frames:
     raise BadInput('the data set yielded no batches: nothing to score')
