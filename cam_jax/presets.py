@@ -179,6 +179,10 @@ def study_config(arg: str, data: ml_collections.ConfigDict) -> ml_collections.Co
   # seed 1) mean SSIM >= min_seed_ssim and reproducibility (against the other depths of the
   # family, seed 0) >= min_family_ssim (Arun et al. 2021); faithful: insertion - deletion AUC on
   # the positives has its CI above 0.
+  # The known-truth shortcut check (configs/study_shortcut.py): 'tube' trains a control of every
+  # model on the same images without the tube and compares where their heat lies
+  # (scoring.shortcut); '' for none.
+  c.shortcut = ''
   c.trust = ml_collections.ConfigDict({
       'chance_metric': 'pointing_game', 'alpha': 0.05, 'max_randomised_ssim': 0.5,
       'min_seed_ssim': 0.5, 'min_family_ssim': 0.3})

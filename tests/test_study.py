@@ -179,3 +179,44 @@ def test_bad_study_configs_are_refused_before_any_work(tmp_path, data_dir):
     with pytest.raises(ValueError, match=re.escape(message)):
       run_study(config, str(tmp_path / field), log=lambda m: None)
     assert not os.path.exists(tmp_path / field)
+
+
+def test_the_tiny_shortcut_study_compares_each_model_with_its_control(tmp_path, data_dir):
+  from configs import study_shortcut  # pylint: disable=g-import-not-at-top
+  config = study_shortcut.get_config('tiny')
+  config.data_dir = data_dir
+  workdir = str(tmp_path / 'w')
+  logs = []
+  run_study(config, workdir, log=logs.append)
+  assert cells.plan(config) == ['vgg_tiny_1_s0', 'vgg_tiny_1_s0_control', 'baseline', 'pairs']
+  control = cells.path(workdir, 'vgg_tiny_1_s0_control')
+  assert not os.path.exists(os.path.join(control, 'records.csv'))  # not in the depth analysis
+  table = pd.read_csv(os.path.join(control, 'shortcut.csv'))
+  mine = pd.read_csv(os.path.join(cells.path(workdir, 'vgg_tiny_1_s0'), 'shortcut.csv'))
+  assert (table['id'] == mine['id']).all() and table['control'].all() and not mine['control'].any()
+  assert table['has_tube'].sum() > 0  # scored on the confounded test split, tubes and all
+  # The control trained on the same images without tubes: its training split has none.
+  from cam_jax import data  # pylint: disable=g-import-not-at-top
+  from cam_jax.study.run import control_data  # pylint: disable=g-import-not-at-top
+  train = data.open_split(control_data(config), 'train', data_dir)
+  assert not any(bool(train[i]['tube']) for i in range(len(train)))
+  text = open(os.path.join(workdir, report.REPORT)).read()
+  assert re.search(rf'\| vgg_tiny_1 \| 0 \| gradcam \|( {CI} \|){{3}} [\d.]+ \| [\d.]+ \| \d+ \|',
+                   text)
+  assert any('heat more on the tube than on the lesion' in m for m in logs)
+
+
+def test_the_tiny_sanity_study_runs_both_randomisations(tmp_path, data_dir):
+  from configs import study_sanity  # pylint: disable=g-import-not-at-top
+  config = study_sanity.get_config('tiny')
+  config.data_dir = data_dir
+  config.models = 'vgg_tiny_1,vit_tiny_1'
+  workdir = str(tmp_path / 'w')
+  run_study(config, workdir, log=lambda m: None)
+  rows = pd.read_csv(os.path.join(cells.path(workdir, 'vit_tiny_1_s0'), 'sanity.csv'))
+  assert set(rows['mode']) == {'cascading', 'independent'}
+  text = open(os.path.join(workdir, report.REPORT)).read()
+  for arch in ('vgg_tiny_1', 'vit_tiny_1'):
+    for mode in ('cascading', 'independent'):
+      assert re.search(rf'\| {arch}_s0 \| gradcam \| {mode} \| \S+ \|( {CI} \|){{2}} 16 \|',
+                       text), (arch, mode)

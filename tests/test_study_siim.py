@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cam_jax import data, report
+from cam_jax import data, models, report
 from cam_jax.data import phantom
+from cam_jax.models import registry
 from cam_jax.study import run_study
 from cam_jax.testing import xray_files as xf
-from configs import study_phantom, study_siim
+from configs import study_phantom, study_qiu2023, study_siim
 
 pytestmark = pytest.mark.slow  # the whole pipeline: minutes
 
@@ -24,6 +25,21 @@ def test_the_siim_study_shares_everything_past_the_source():
   assert (siim.train.augment, embedded.train.augment) == ('crop_rotate', 'shift')
   siim.data, siim.train.augment = embedded.data, 'shift'
   assert siim.to_dict() == embedded.to_dict()
+
+
+def test_the_paper_protocol_is_the_large_study_on_siim_with_the_paper_zoo():
+  config = study_qiu2023.get_config()
+  large = study_siim.get_config('large')
+  assert config.data.to_dict() == study_siim.get_config().data.to_dict()  # 224 px
+  assert config.models.split(',') == ['vgg16_bn', 'vgg19_bn', 'resnet18', 'resnet34',
+                                      'resnet50', 'resnet101', 'resnet152', 'vit_b16', 'vit_l16']
+  assert all(m in models.names() for m in config.models.split(','))
+  config.models, config.data = large.models, large.data
+  assert config.to_dict() == large.to_dict()
+  assert config.seeds == 3 and config.cam.methods == 'gradcam,gradcam++,hirescam,eigencam'
+  # ViT-S/16 is left out: it has ViT-B/16's 12 blocks, so the same depth.
+  assert registry.VITS['vit_s16'][2] == registry.VITS['vit_b16'][2] == 12
+  assert study_qiu2023.get_config('tiny').to_dict() == study_siim.get_config('tiny').to_dict()
 
 
 def test_tiny_siim_study_end_to_end(tmp_path, data_dir):
@@ -44,7 +60,8 @@ def test_tiny_siim_study_end_to_end(tmp_path, data_dir):
   test = summary['splits']['test']
   assert summary['quarantined'] == 0 and sum(s['records'] for s in
                                              summary['splits'].values()) == N
-  names = ['vgg_tiny', 'resnet_tiny', 'vit_tiny']
+  names = [f'{a}_s{s}' for s in (0, 1) for a in ('vgg_tiny_1', 'vgg_tiny_2', 'vit_tiny_1',
+                                                  'vit_tiny_2')]
   assert list(records['model'].unique()) == names + [report.BASELINE]
   assert (records.groupby('model').size() == test['records']).all()
   first = records[records['model'] == names[0]]
@@ -56,7 +73,8 @@ def test_tiny_siim_study_end_to_end(tmp_path, data_dir):
   assert scored['ehr_auc'].notna().all() and first[~first['has_mask']]['ehr_auc'].isna().all()
   text = open(os.path.join(workdir, 'report.md')).read()
   assert f'Data: siim from {tmp_path / "siim"}, resized to 32 px' in text
-  for name in names:
-    assert f'| {name} |' in text
-  on_disk = pd.read_csv(os.path.join(workdir, 'records.csv'))
-  assert len(on_disk) == 4 * test['records']
+  for arch, depth in (('vgg_tiny_1', 7), ('vgg_tiny_2', 11), ('vit_tiny_1', 9),
+                      ('vit_tiny_2', 13)):
+    assert f'| {arch} ({depth}) | gradcam |' in text
+  on_disk = pd.read_csv(os.path.join(workdir, 'cells', 'vgg_tiny_1_s0', 'records.csv'))
+  assert len(on_disk) == test['records']

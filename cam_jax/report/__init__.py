@@ -19,6 +19,7 @@ import pandas as pd
 from cam_jax.analysis import depth as depth_lib, statistics, summary as summary_lib
 from cam_jax.metrics import faithfulness
 from cam_jax.report import figures, html, metadata, tables, verdict
+from cam_jax.scoring import shortcut as shortcut_lib
 
 BASELINE = 'random heat map'
 REPORT, REPORT_HTML = 'report.md', 'report.html'
@@ -94,6 +95,24 @@ def _seed_points(records, metrics):
   return pd.concat(rows, ignore_index=True)
 
 
+def _shortcut_table(shortcut: pd.DataFrame) -> pd.DataFrame:
+  """Per (architecture, seed, method): ``scoring.shortcut.compare_shares`` of the model trained
+  with the confounder against its control, with the columns ``tables.shortcut_table`` shows."""
+  rows = []
+  keys = ['architecture', 'seed', 'method']
+  controls = {k: g for k, g in shortcut[shortcut['control']].groupby(keys)}
+  for key, group in shortcut[~shortcut['control']].groupby(keys, sort=False):
+    if key not in controls:
+      continue
+    c = shortcut_lib.compare_shares(group, controls[key])
+    a, b = shortcut_lib.share_summary(group), shortcut_lib.share_summary(controls[key])
+    rows.append({**dict(zip(keys, key)), 'share': a['share'], 'share_low': a['low'],
+                 'share_high': a['high'], 'control': b['share'], 'control_low': b['low'],
+                 'control_high': b['high'], 'difference': c['difference'], 'low': c['low'],
+                 'high': c['high'], 'p': c['p_mcnemar'], 'n': a['n']})
+  return pd.DataFrame(rows)
+
+
 def _ci(n_resamples, seed):
   return lambda v: statistics.bootstrap_ci(v, n_resamples=n_resamples, seed=seed)
 
@@ -109,7 +128,8 @@ def _with_architecture(table, runs: dict[str, str], columns=('model',)):
 def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, notes: list[str],
                  explained: str = 'the positive finding', sanity: pd.DataFrame | None = None,
                  agreement: pd.DataFrame | None = None,
-                 fill_check: pd.DataFrame | None = None, overlays: dict[str, str] | None = None,
+                 fill_check: pd.DataFrame | None = None,
+                 shortcut: pd.DataFrame | None = None, overlays: dict[str, str] | None = None,
                  durations: dict[str, float] | None = None) -> str:
   """Writes ``<workdir>/report.md``, its figures and ``report.html`` and returns the Markdown.
 
@@ -117,7 +137,9 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
   ``architecture, family, depth, seed, method, layer`` and the metrics), and the baseline's rows
   (``model == BASELINE``). ``sanity``: ``scoring.sanity`` rows with ``model, method``;
   ``agreement``: ``scoring.agreement.compare_maps`` rows with ``kind, method, a, b``;
-  ``fill_check``: ``scoring.fill_check`` rows with ``model``; ``overlays``: case -> image path
+  ``fill_check``: ``scoring.fill_check`` rows with ``model``; ``shortcut``:
+  ``scoring.shortcut.shortcut_records`` rows with ``model, architecture, seed, control, method``
+  (the controls trained without the confounder); ``overlays``: case -> image path
   relative to ``workdir``; ``durations``: cell -> seconds. ``config``: the study's (its
   ``score`` sets the resampling, ``trust`` the verdict's thresholds).
   """
@@ -138,9 +160,12 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
   classified = _bootstrap(per_method[methods[0]], CLASSIFICATION, n_resamples, seed)
   tests = {m: _tests(r, tested + (['roc_auc'] if m == methods[0] else []), n_resamples, seed)
            for m, r in per_method.items()}
-  flat = depth_lib.holm_all([t for m in methods for t in tests[m]])
+  confounded = _shortcut_table(shortcut) if shortcut is not None and len(shortcut) else None
+  flat = depth_lib.holm_all([t for m in methods for t in tests[m]] +
+                            ([] if confounded is None else [confounded]))
   tests = {m: tuple(flat[4 * i:4 * i + 4]) for i, m in enumerate(methods)}
-  n_tests = int(sum(t['p'].notna().sum() for m in methods for t in tests[m]))
+  confounded = None if confounded is None else flat[-1]
+  n_tests = int(sum(t['p'].notna().sum() for t in flat))
   faithful_metrics = _present(runs, FAITHFUL)
   faithful = {m: _bootstrap(r[r['label'] == 1], faithful_metrics, n_resamples, seed)
               for m, r in per_method.items()} if faithful_metrics else {}
@@ -148,8 +173,9 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
   last_sanity = None
   if sanity is not None and len(sanity):
     last_sanity = _with_architecture(
-        sanity[sanity['step'] == sanity.groupby(['model', 'method'])['step'].transform('max')],
-        arch_of)
+        sanity[sanity['step'] ==
+               sanity.groupby(['model', 'method', 'mode'])['step'].transform('max')], arch_of)
+    cascading = last_sanity[last_sanity['mode'] == 'cascading']
   pairs = (_with_architecture(agreement, arch_of, ('a', 'b'))
            if agreement is not None and len(agreement) else None)
 
@@ -172,7 +198,7 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
         chance=chance[chance['metric'] == t.chance_metric],
         faithful=(None if m not in faithful or faithful[m] is None else
                   faithful[m][faithful[m]['metric'] == 'insertion_minus_deletion']),
-        sanity=None if last_sanity is None else last_sanity[last_sanity['method'] == m],
+        sanity=None if last_sanity is None else cascading[cascading['method'] == m],
         agreement=None if pairs is None else pairs[pairs['method'] == m],
         trust=t, method=m, n_resamples=n_resamples, seed=seed)
   lines += [verdict.verdict_table(rows), '',
@@ -248,11 +274,12 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
   if last_sanity is not None:
     lines += ['## Sanity check: model-parameter randomisation (Adebayo et al. 2018)', '',
               'Similarity of seed 0\'s heat maps before and after re-initialising its parameter '
-              f'blocks from the logits down ({", ".join(sanity["mode"].unique())}), on the first '
-              f'{config.sanity.n_images} test images, with every block randomised. Faithful '
-              'explanations become dissimilar (low SSIM and Spearman).', '',
-              tables.mean_ci_table(last_sanity, ['model', 'method', 'block'],
-                                   ['ssim', 'spearman'], ci), '']
+              'blocks, on the first '
+              f'{config.sanity.n_images} test images: `cascading` from the logits down, here '
+              'with every block randomised; `independent` one block at a time, here the first '
+              'block alone. Faithful explanations become dissimilar (low SSIM and Spearman).',
+              '', tables.mean_ci_table(last_sanity, ['model', 'method', 'mode', 'block'],
+                                       ['ssim', 'spearman'], ci), '']
     figures.sanity_curves(sanity[sanity['method'] == methods[0]],
                           os.path.join(workdir, SANITY_PLOT))
     lines += [f'![{methods[0]} sanity curves]({SANITY_PLOT})', '']
@@ -263,6 +290,17 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
               'family at seed 0 (reproducibility):', '',
               tables.mean_ci_table(pairs, ['kind', 'method', 'a', 'b'], ['ssim', 'spearman'],
                                    ci), '']
+  if confounded is not None:
+    lines += ['## Shortcut: heat on the tube or on the lesion?', '',
+              'The phantom draws a chest-drain tube with the finding more often than without '
+              f'it (config.data: tube_rate_pos {config.data.tube_rate_pos}, tube_rate_neg '
+              f'{config.data.tube_rate_neg}); each model\'s control is trained on the same '
+              'images without any tube. Both are scored on the test images with a lesion and a '
+              'tube: the share whose mean heat per tube pixel (outside the lesion) exceeds the '
+              'mean heat per lesion pixel, with Wilson 95% CIs, the difference with Newcombe\'s '
+              'CI and the exact McNemar test, paired over the same images (Zech et al. 2018, '
+              'Oakden-Rayner et al. 2020: models learn such confounders).', '',
+              tables.shortcut_table(confounded), '']
   if overlays:
     lines += ['## Overlays', '',
               f'{methods[0]} heat maps of seed 0 of every model over test images with a lesion '

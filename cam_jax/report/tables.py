@@ -168,3 +168,15 @@ def chance_table(chance: pd.DataFrame, names: dict) -> str:
            p_text(r['p_holm']), int(r['n_images'])] for _, r in chance.iterrows()]
   return markdown(['family', 'model (depth)', 'metric', 'excess over chance [95% CI]', 'test',
                    'p', 'p (Holm)', 'images'], rows)
+
+
+def shortcut_table(table: pd.DataFrame) -> str:
+  """Rows of the report's shortcut comparison: each share with its CI, the difference, p."""
+  rows = [[r['architecture'], int(r['seed']), r['method'],
+           format_ci(r['share'], r['share_low'], r['share_high']),
+           format_ci(r['control'], r['control_low'], r['control_high']),
+           format_ci(r['difference'], r['low'], r['high']), p_text(r['p']), p_text(r['p_holm']),
+           int(r['n'])] for _, r in table.iterrows()]
+  return markdown(['model', 'seed', 'method', 'heat more on the tube: trained with tubes',
+                   'control (no tubes)', 'difference [95% CI]', 'p (McNemar)', 'p (Holm)',
+                   'images'], rows)

@@ -1,5 +1,6 @@
 """A study as cells: one per trained model (an architecture and a seed), one for the random
-baseline, one for the pairs (agreement, overlays) that needs every model cell first.
+baseline, one for the pairs (agreement, overlays) that needs every model cell first; a shortcut
+study (``config.shortcut``) adds a control cell per model, trained without the confounder.
 
 Each cell writes into ``<workdir>/cells/<name>/`` and ends by writing ``done.json`` (its wall
 time); a cell without it is unfinished, and running it again resumes it (training from its
@@ -22,16 +23,21 @@ CELLS, DONE = 'cells', 'done.json'
 BASELINE, PAIRS = 'baseline', 'pairs'
 
 
+SHORTCUTS = ('', 'tube')
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One trained model of the study: ``architecture`` trained with ``train.seed + seed``."""
+  """One trained model of the study: ``architecture`` trained with ``train.seed + seed``, on the
+  study's data or, for a ``control``, on the same images without the confounder."""
 
   architecture: str
   seed: int
+  control: bool = False
 
   @property
   def name(self) -> str:
-    return f'{self.architecture}_s{self.seed}'
+    return f'{self.architecture}_s{self.seed}' + ('_control' if self.control else '')
 
   @property
   def family(self) -> str:
@@ -49,11 +55,19 @@ def architectures(config) -> list[str]:
   return [models.check_name(n) for n in names]
 
 
-def runs(config) -> list[Run]:
+def model_runs(config) -> list[Run]:
   """Every (architecture, seed), seed-major: all first seeds train before any second one."""
   if not isinstance(config.seeds, int) or config.seeds < 1:
     raise BadInput(f'config.seeds must be an int >= 1, got {config.seeds!r}')
   return [Run(a, s) for s in range(config.seeds) for a in architectures(config)]
+
+
+def runs(config) -> list[Run]:
+  """``model_runs`` and, in a shortcut study, each one's control."""
+  if config.shortcut not in SHORTCUTS:
+    raise BadInput(f'config.shortcut must be one of {SHORTCUTS}, got {config.shortcut!r}')
+  controls = [Run(r.architecture, r.seed, True) for r in model_runs(config)]
+  return model_runs(config) + (controls if config.shortcut else [])
 
 
 def plan(config) -> list[str]:

@@ -24,11 +24,12 @@ from cam_jax.core.errors import BadInput
 from cam_jax.core.text import split_list
 from cam_jax.metrics import faithfulness
 from cam_jax.models import checkpoint
-from cam_jax.scoring import agreement, driver, fill_check, sanity
+from cam_jax.scoring import agreement, driver, fill_check, sanity, shortcut
 from cam_jax.study import cells
 from cam_jax.train import loop
 
 RECORDS, SANITY, FILL_CHECK = 'records.csv', 'sanity.csv', 'fill_check.csv'
+SHORTCUT = 'shortcut.csv'
 HISTORY, HEAT, AGREEMENT = 'history.csv', 'heat_{method}.npz', 'agreement.csv'
 OVERLAY_CASES = ('best', 'worst', 'random')
 
@@ -63,9 +64,16 @@ def check_config(config) -> None:
   methods(config)
   driver.check_metrics(split_list(config.score.metrics))
   faithfulness.check_fill(config.score.fill)
+  for mode in split_list(config.sanity.mode):
+    if mode not in sanity.MODES:
+      raise BadInput(f'unknown config.sanity.mode {mode!r}; choose from: '
+                     f'{", ".join(sanity.MODES)} (comma-separated), or \'\' to skip')
   if config.score.fill_check_models not in ('shallowest', 'every'):
     raise BadInput(f'config.score.fill_check_models must be shallowest or every, got '
                    f'{config.score.fill_check_models!r}')
+  if config.shortcut and config.data.name != 'phantom':
+    raise BadInput(f'config.shortcut {config.shortcut!r} needs the phantom, whose tube pixels are '
+                   f'known; config.data.name is {config.data.name!r}')
   unknown = set(config.train_overrides) - set(models.FAMILIES)
   if unknown:
     raise BadInput(f'config.train_overrides keys {sorted(unknown)} are not families; choose '
@@ -90,6 +98,13 @@ def claim_workdir(workdir: str, config) -> None:
 def _recipe(run: cells.Run, config):
   return checkpoint.recipe(run.architecture, config.num_classes, config.data.image_size,
                            config.train.seed + run.seed)
+
+
+def control_data(config):
+  """``config.data`` without the confounder: the same images (same seed), no tube drawn."""
+  d = config.data.copy_and_resolve_references()
+  d.update(tube_rate_pos=0.0, tube_rate_neg=0.0)
+  return d
 
 
 def _train_or_load(run, config, cell, splits, mesh, log):
@@ -169,16 +184,17 @@ def _score(run, model, config, splits, mesh):
 
 
 def _sanity(run, model, config, splits, mesh):
+  """Every method under every mode of ``config.sanity.mode`` (comma-separated)."""
   frames = []
   for method in methods(config):
-    rows = sanity.model_randomisation(
-        model, splits['test'], recipe=_recipe(run, config), method=method,
-        layer=config.cam.layer or None, mode=config.sanity.mode,
-        n_images=config.sanity.n_images, batch_size=config.score.batch_size,
-        target=config.cam.target, mesh=mesh)
-    rows.insert(0, 'method', method)
-    rows.insert(0, 'model', run.name)
-    frames.append(rows)
+    for mode in split_list(config.sanity.mode):
+      rows = sanity.model_randomisation(
+          model, splits['test'], recipe=_recipe(run, config), method=method,
+          layer=config.cam.layer or None, mode=mode, n_images=config.sanity.n_images,
+          batch_size=config.score.batch_size, target=config.cam.target, mesh=mesh)
+      rows.insert(0, 'method', method)
+      rows.insert(0, 'model', run.name)
+      frames.append(rows)
   return pd.concat(frames, ignore_index=True)
 
 
@@ -227,10 +243,33 @@ def _save_heat(run, model, config, splits, cell, mesh):
     os.replace(path + '.tmp.npz', path)
 
 
+def _shortcut(run, model, config, splits, mesh):
+  """Per method, ``scoring.shortcut`` records of the study's (confounded) test split."""
+  frames = []
+  for method in methods(config):
+    rows = shortcut.shortcut_records(model, splits['test'], config.data, method=method,
+                                     layer=config.cam.layer or None, target=config.cam.target,
+                                     batch_size=config.score.batch_size, mesh=mesh)
+    for i, (column, value) in enumerate((('model', run.name), ('architecture', run.architecture),
+                                         ('seed', run.seed), ('control', run.control),
+                                         ('method', method))):
+      rows.insert(i, column, value)
+    frames.append(rows)
+  return pd.concat(frames, ignore_index=True)
+
+
 def _model_cell(run, config, workdir, splits, mesh, log):
   cell = cells.path(workdir, run.name)
   os.makedirs(cell, exist_ok=True)
-  model = _train_or_load(run, config, cell, splits, mesh, log)
+  trained_on = splits['control'] if run.control else splits
+  model = _train_or_load(run, config, cell, trained_on, mesh, log)
+  if config.shortcut:
+    table = _cached(os.path.join(cell, SHORTCUT),
+                    lambda: _shortcut(run, model, config, splits, mesh), dtype={'id': str})
+    log(f'[{run.name}] heat more on the tube than on the lesion: '
+        f'{int(table["tube_over_lesion"].sum())} of {int(table["has_tube"].sum())} tube images')
+  if run.control:
+    return
   records = _cached(os.path.join(cell, RECORDS), lambda: _score(run, model, config, splits, mesh),
                     dtype={'id': str, 'flags': str})
   log(f'[{run.name}] scored {records["id"].nunique()} test images '
@@ -319,7 +358,7 @@ def _overlays(config, workdir, splits, records):
 
 
 def _pairs_cell(config, workdir, splits, log):
-  cells.check_done(workdir, [r.name for r in cells.runs(config)], 'the pairs cell')
+  cells.check_done(workdir, [r.name for r in cells.model_runs(config)], 'the pairs cell')
   cell = cells.path(workdir, cells.PAIRS)
   os.makedirs(cell, exist_ok=True)
   _cached(os.path.join(cell, AGREEMENT), lambda: _agreement(config, workdir, log),
@@ -329,13 +368,14 @@ def _pairs_cell(config, workdir, splits, log):
 
 def read_records(workdir: str, config, *, models_only: bool = False) -> pd.DataFrame:
   """The per-image records of every model cell (and of the baseline unless ``models_only``)."""
-  names = [r.name for r in cells.runs(config)] + ([] if models_only else [cells.BASELINE])
+  names = [r.name for r in cells.model_runs(config)] + ([] if models_only else [cells.BASELINE])
   return pd.concat([summary.read_records(os.path.join(cells.path(workdir, n), RECORDS))
                     for n in names], ignore_index=True)
 
 
 def read_tables(workdir: str, config, file: str) -> pd.DataFrame | None:
-  """Concatenation of the model cells' ``file`` tables (sanity, fill check), None if none."""
+  """Concatenation of the model cells' ``file`` tables (sanity, fill check, shortcut), None if
+  none."""
   frames = [pd.read_csv(p, dtype={'id': str, 'block': str, 'flags': str, 'fill': str})
             for p in (os.path.join(cells.path(workdir, r.name), file) for r in cells.runs(config))
             if os.path.exists(p)]
@@ -345,6 +385,9 @@ def read_tables(workdir: str, config, file: str) -> pd.DataFrame | None:
 def _open_splits(config, log):
   data_dir = data.cache.data_dir(config.data_dir)
   splits = {s: data.open_split(config.data, s, data_dir) for s in ('train', 'validation', 'test')}
+  if config.shortcut:  # the control models train and validate without the confounder
+    splits['control'] = {s: data.open_split(control_data(config), s, data_dir)
+                         for s in ('train', 'validation')}
   log(f'data: {len(splits["train"])} train / {len(splits["validation"])} validation / '
       f'{len(splits["test"])} test images in {data_dir}; devices: {jax.device_count()} x '
       f'{jax.devices()[0].platform}')
@@ -440,6 +483,7 @@ def write_study_report(workdir: str, config, records: pd.DataFrame | None = None
       sanity=read_tables(workdir, config, SANITY),
       agreement=pd.read_csv(os.path.join(pairs, AGREEMENT), dtype={'id': str, 'flags': str}),
       fill_check=read_tables(workdir, config, FILL_CHECK),
+      shortcut=read_tables(workdir, config, SHORTCUT),
       overlays={c: os.path.join(cells.CELLS, cells.PAIRS, report.OVERLAYS.format(case=c))
                 for c in OVERLAY_CASES
                 if os.path.exists(os.path.join(pairs, report.OVERLAYS.format(case=c)))},
