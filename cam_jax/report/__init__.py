@@ -187,7 +187,8 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
            f'Every p-value of the report is Holm-adjusted over all {n_tests} tests together.', '',
            '## Trust verdict', '',
            'Can the heat maps of each model be trusted on these data? Each criterion with its '
-           'number, 95% CI and threshold (`config.trust`); `n/a`: no data for it (not counted).',
+           'number, 95% CI and threshold (`config.trust`); `n/a`: no data for it, and no '
+           'verdict of trusted without all five.',
            '']
   rows = []
   for m in methods:

@@ -13,8 +13,8 @@ Criterion by criterion, each with its number, CI and threshold (``config.trust``
 - faithful under deletion (Petsiuk et al., RISE, BMVC 2018): insertion AUC - deletion AUC on the
   positives has its hierarchical CI above 0 (removing the hottest pixels first lowers the
   finding faster than inserting them raises it back otherwise).
-A criterion without data (no sanity rows, one seed) reads 'n/a' and does not count against the
-model; the last column says whether every criterion with data passes.
+A criterion without data (no sanity rows, one seed) reads 'n/a': a model is trusted when it
+passes all five, not trusted when it fails one, and otherwise said to fail none of those tested.
 """
 
 from __future__ import annotations
@@ -83,9 +83,14 @@ def verdict_rows(architectures: dict[str, tuple[str, int]], *, chance: pd.DataFr
       judged.append(_judged(r['value'], r['low'], r['high'], bool(r['low'] > 0), '> 0'))
     else:
       judged.append(None)
-    verdict = all(j[1] for j in judged if j is not None)
-    rows.append([f'{name} ({depth})', method, *(j[0] if j else 'n/a' for j in judged),
-                 '**trusted**' if verdict else 'not trusted'])
+    tested = [j[1] for j in judged if j is not None]
+    if not all(tested):
+      verdict = 'not trusted'
+    elif len(tested) == len(CRITERIA):
+      verdict = '**trusted**'
+    else:
+      verdict = f'no failure in the {len(tested)} of {len(CRITERIA)} criteria tested'
+    rows.append([f'{name} ({depth})', method, *(j[0] if j else 'n/a' for j in judged), verdict])
   return rows
 
 
