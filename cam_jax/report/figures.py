@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from cam_jax.analysis import statistics
+from cam_jax.report import tables
 
 
 def overlay_grid(images: np.ndarray, masks: np.ndarray, heatmaps: dict[str, np.ndarray],
@@ -71,9 +72,9 @@ def metrics_by_depth(values, seeds, metrics: list[str], path: str) -> None:
       dots = seeds[(seeds['metric'] == metric) & (seeds['family'] == family)]
       ax.plot(dots['depth'] + 0.3, dots['value'], '.', color=line.get_color(), alpha=0.6,
               markersize=4)
-    ax.set_title(metric, fontsize=8)
+    ax.set_title(tables.title(metric), fontsize=8)
     ax.set_xlabel('depth (weight layers)', fontsize=7)
-    ax.set_ylabel('mean over images', fontsize=7)
+    ax.set_ylabel('mean over images (seed mean)', fontsize=7)
     ax.tick_params(labelsize=7)
   axes[0, 0].legend(fontsize=7, title='family (dots: seeds)', title_fontsize=6)
   fig.tight_layout()

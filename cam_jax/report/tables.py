@@ -139,26 +139,30 @@ def trend_table(trend: pd.DataFrame) -> str:
                    'p (Holm)', 'models'], rows)
 
 
+_TESTED = ['difference [95% CI]', 'test', 'p', 'p (Holm)', 'images']
+
+
+def _tested(r) -> list:
+  """The difference with its CI, the test, p, Holm's p and the images of a comparison row."""
+  return [format_ci(r['difference'], r['low'], r['high']), r['test'], p_text(r['p']),
+          p_text(r['p_holm']), int(r['n'])]
+
+
 def depth_pairs_table(pairs: pd.DataFrame, names: dict) -> str:
   """``analysis.depth.depth_pairs`` rows: deeper - shallower per family and metric."""
-  rows = [[r['family'], title(r['metric']),
-           f'{_named((r["family"], r["deeper"]), names)} - '
-           f'{_named((r["family"], r["shallower"]), names)}',
-           format_ci(r['difference'], r['low'], r['high']), r['test'], p_text(r['p']),
-           p_text(r['p_holm']), int(r['n'])] for _, r in pairs.iterrows()]
-  return markdown(['family', 'metric', 'deeper - shallower', 'difference [95% CI]', 'test', 'p',
-                   'p (Holm)', 'images'], rows)
+  rows = [[r['family'], title(r['metric']), f'{_named((r["family"], r["deeper"]), names)} - '
+           f'{_named((r["family"], r["shallower"]), names)}', *_tested(r)]
+          for _, r in pairs.iterrows()]
+  return markdown(['family', 'metric', 'deeper - shallower', *_TESTED], rows)
 
 
 def family_pairs_table(pairs: pd.DataFrame, names: dict) -> str:
   """``analysis.depth.family_pairs`` rows: family a - family b at matched depth rank."""
   rows = [[title(r['metric']), int(r['depth_index']) + 1,
            f'{_named((r["family_a"], r["depth_a"]), names)} - '
-           f'{_named((r["family_b"], r["depth_b"]), names)}',
-           format_ci(r['difference'], r['low'], r['high']), r['test'], p_text(r['p']),
-           p_text(r['p_holm']), int(r['n'])] for _, r in pairs.iterrows()]
-  return markdown(['metric', 'depth rank', 'a - b', 'difference [95% CI]', 'test', 'p',
-                   'p (Holm)', 'images'], rows)
+           f'{_named((r["family_b"], r["depth_b"]), names)}', *_tested(r)]
+          for _, r in pairs.iterrows()]
+  return markdown(['metric', 'depth rank', 'a - b', *_TESTED], rows)
 
 
 def chance_table(chance: pd.DataFrame, names: dict) -> str:
