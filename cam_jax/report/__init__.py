@@ -130,7 +130,7 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
                  agreement: pd.DataFrame | None = None,
                  fill_check: pd.DataFrame | None = None,
                  shortcut: pd.DataFrame | None = None, overlays: dict[str, str] | None = None,
-                 durations: dict[str, float] | None = None) -> str:
+                 cells_run: dict[str, dict] | None = None) -> str:
   """Writes ``<workdir>/report.md``, its figures and ``report.html`` and returns the Markdown.
 
   ``records``: per-image records of every model (columns ``model`` (one trained model),
@@ -140,8 +140,9 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
   ``fill_check``: ``scoring.fill_check`` rows with ``model``; ``shortcut``:
   ``scoring.shortcut.shortcut_records`` rows with ``model, architecture, seed, control, method``
   (the controls trained without the confounder); ``overlays``: case -> image path
-  relative to ``workdir``; ``durations``: cell -> seconds. ``config``: the study's (its
-  ``score`` sets the resampling, ``trust`` the verdict's thresholds).
+  relative to ``workdir``; ``cells_run``: cell -> its ``seconds`` and ``devices``.
+  ``config``: the study's (its ``score`` sets the resampling, ``trust`` the verdict's
+  thresholds).
   """
   n_resamples, seed = config.score.n_resamples, config.score.seed
   baseline = records[records['model'] == BASELINE]
@@ -310,7 +311,7 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
     for case, path in overlays.items():
       lines += [f'![{case} cases]({path})', '']
   lines += metadata.lines(json.dumps(json.loads(config.to_json()), indent=1, sort_keys=True),
-                          durations or {})
+                          cells_run or {})
   text = '\n'.join(lines)
   md_path = os.path.join(workdir, REPORT)
   page = html.to_html(text, workdir, source=md_path)  # before writing: a bad image writes neither

@@ -35,17 +35,24 @@ def git_commit() -> str:
   return head + (' + uncommitted changes' if dirty else '')
 
 
-def lines(config_json: str, durations: dict[str, float]) -> list[str]:
-  """The section's Markdown lines."""
-  devices = jax.devices()
+def devices() -> str:
+  """'8 x cpu (cpu)': this process's devices, as a cell records them."""
+  found = jax.devices()
+  return f'{len(found)} x {found[0].platform} ({found[0].device_kind})'
+
+
+def lines(config_json: str, cells_run: dict[str, dict]) -> list[str]:
+  """The section's Markdown lines; ``cells_run``: cell -> its ``seconds`` and ``devices``."""
+  ran_on = sorted({c.get('devices', '') for c in cells_run.values()} - {''})
   out = ['## Run metadata', '',
-         f'- git commit: {git_commit()}',
-         f'- devices: {len(devices)} x {devices[0].platform} ({devices[0].device_kind})',
+         f'- git commit of the report: {git_commit()}',
+         f'- devices the cells ran on: {", ".join(ran_on) or "not recorded"}',
          '- packages: ' + ', '.join(f'{p} {_version(p)}' for p in PACKAGES), '']
-  if durations:
+  if cells_run:
+    seconds = {n: float(c['seconds']) for n, c in cells_run.items()}
     out += ['Wall time per cell (training, scoring and checks; from its `done.json`), '
-            f'{sum(durations.values()) / 60:.1f} min in all:', '',
-            tables.markdown(['cell', 'seconds'], [[n, f'{s:.1f}'] for n, s in durations.items()]),
+            f'{sum(seconds.values()) / 60:.1f} min in all:', '',
+            tables.markdown(['cell', 'seconds'], [[n, f'{s:.1f}'] for n, s in seconds.items()]),
             '']
   out += ['The config (`config.json`):', '', '```json', config_json, '```', '']
   return out

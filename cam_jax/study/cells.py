@@ -83,9 +83,10 @@ def is_done(workdir: str, name: str) -> bool:
   return os.path.exists(os.path.join(path(workdir, name), DONE))
 
 
-def mark_done(workdir: str, name: str, seconds: float) -> None:
+def mark_done(workdir: str, name: str, seconds: float, devices: str = '') -> None:
+  """Writes the cell's ``done.json``: its wall time and the devices it ran on."""
   with open(os.path.join(path(workdir, name), DONE), 'w') as f:
-    json.dump({'seconds': round(seconds, 2)}, f)
+    json.dump({'seconds': round(seconds, 2), 'devices': devices}, f)
 
 
 def check_done(workdir: str, names: list[str], why: str) -> None:
@@ -96,11 +97,11 @@ def check_done(workdir: str, names: list[str], why: str) -> None:
                        'finished (run them with --cell=NAME, or the whole study)')
 
 
-def durations(workdir: str, names: list[str]) -> dict[str, float]:
-  """Wall seconds of each finished cell of ``names``, as its ``done.json`` records them."""
+def records(workdir: str, names: list[str]) -> dict[str, dict]:
+  """The ``done.json`` of each finished cell of ``names``: ``seconds``, ``devices``."""
   out = {}
   for n in names:
     if is_done(workdir, n):
       with open(os.path.join(path(workdir, n), DONE)) as f:
-        out[n] = float(json.load(f)['seconds'])
+        out[n] = json.load(f)
   return out

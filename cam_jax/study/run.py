@@ -24,6 +24,7 @@ from cam_jax.core.errors import BadInput
 from cam_jax.core.text import split_list
 from cam_jax.metrics import faithfulness
 from cam_jax.models import checkpoint
+from cam_jax.report import metadata
 from cam_jax.scoring import agreement, driver, fill_check, sanity, shortcut
 from cam_jax.study import cells
 from cam_jax.train import loop
@@ -422,7 +423,7 @@ def run_cells(config, workdir: str, names: list[str], *, log=print) -> None:
       _pairs_cell(config, workdir, splits, log)
     else:
       _model_cell(by_name[name], config, workdir, splits, mesh, log)
-    cells.mark_done(workdir, name, time.perf_counter() - start)
+    cells.mark_done(workdir, name, time.perf_counter() - start, metadata.devices())
     log(f'[{name}] done in {time.perf_counter() - start:.1f} s')
 
 
@@ -487,4 +488,4 @@ def write_study_report(workdir: str, config, records: pd.DataFrame | None = None
       overlays={c: os.path.join(cells.CELLS, cells.PAIRS, report.OVERLAYS.format(case=c))
                 for c in OVERLAY_CASES
                 if os.path.exists(os.path.join(pairs, report.OVERLAYS.format(case=c)))},
-      durations=cells.durations(workdir, cells.plan(config)))
+      cells_run=cells.records(workdir, cells.plan(config)))
