@@ -359,7 +359,6 @@ def _overlays(config, workdir, splits, records):
 
 
 def _pairs_cell(config, workdir, splits, log):
-  cells.check_done(workdir, [r.name for r in cells.model_runs(config)], 'the pairs cell')
   cell = cells.path(workdir, cells.PAIRS)
   os.makedirs(cell, exist_ok=True)
   _cached(os.path.join(cell, AGREEMENT), lambda: _agreement(config, workdir, log),
@@ -413,6 +412,9 @@ def run_cells(config, workdir: str, names: list[str], *, log=print) -> None:
       log(f'[{n}] done, skipped')
   if not todo:
     return
+  if cells.PAIRS in todo:  # before any work: the pairs compare every model cell's maps
+    cells.check_done(workdir, [r.name for r in cells.model_runs(config) if r.name not in todo],
+                     'the pairs cell')
   splits, mesh = _open_splits(config, log), mesh_lib.make_mesh()
   by_name = {r.name: r for r in cells.runs(config)}
   for name in todo:
