@@ -16,7 +16,10 @@ training pipeline (records at each size, held in memory, through ``CropRotate`` 
 and batching) per grain thread count. Suite ``train`` (``configs/bench_train.py``), per model
 and compute dtype: cam_jax's jitted train step beside a torch training step of the same
 architecture, weights, batch, loss and optimiser; then, per model, the real training loop on
-the phantom and the input wait its log reports.
+the phantom and the input wait its log reports. Suite ``peer`` (``configs/bench_peer.py``, in
+``cam_jax.bench.peer``), per model: the whole scoring job as users write it today
+(pytorch-grad-cam, Quantus and NumPy) beside ``cam_jax.score`` on the same weights, images and
+masks, and the agreement of the two.
 """
 
 import functools
@@ -32,7 +35,7 @@ import pandas as pd
 from flax import nnx
 
 from cam_jax import cams, data, models
-from cam_jax.bench import harness as bench
+from cam_jax.bench import harness as bench, peer
 from cam_jax.core import mesh as mesh_lib
 from cam_jax.core.errors import BadInput
 from cam_jax.core.text import split_list
@@ -41,7 +44,7 @@ from cam_jax.scoring import driver
 from cam_jax.testing import host_metrics
 from cam_jax.train import loop, observe, optim, step as step_lib
 
-SUITES = ('cams', 'scoring', 'zoo', 'cams_vs_torch', 'data', 'train')
+SUITES = ('cams', 'scoring', 'zoo', 'cams_vs_torch', 'data', 'train', 'peer')
 
 
 def _batch_cases(name, config, mesh):
@@ -171,17 +174,9 @@ def _zoo_cases(name, config, log):
                      b, group)]
 
 
-def _torch_module(ref, layer: str):
-  """The submodule of a torch reference at a cam_jax layer name ('layer4', 'blocks.11.norm1')."""
-  module = ref
-  for part in layer.split('.'):
-    module = module[int(part)] if part.isdigit() else getattr(module, part)
-  return module
-
-
 def _cams_vs_torch_cases(name, config):
   """cam_jax heat maps (CAM + postprocess, jit) beside pytorch-grad-cam on the same weights."""
-  from cam_jax.testing import pytorch_grad_cam_import  # pylint: disable=g-import-not-at-top
+  from cam_jax.testing import pytorch_grad_cam_import, torch_reference  # pylint: disable=g-import-not-at-top
   pgc = pytorch_grad_cam_import.import_pytorch_grad_cam()
   from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # pylint: disable=g-import-not-at-top
   b, s = config.batch_size, config.image_size
@@ -189,10 +184,7 @@ def _cams_vs_torch_cases(name, config):
   classes = np.arange(b) % 1000
   targets = jnp.asarray(classes, jnp.int32)
   layer = models.default_cam_layer(model)
-  reshape = None
-  if hasattr(model, 'grid'):
-    g = model.grid
-    reshape = lambda t: t[:, 1:, :].reshape(t.shape[0], g, g, t.shape[-1]).permute(0, 3, 1, 2)
+  reshape = torch_reference.token_reshape(model.grid) if hasattr(model, 'grid') else None
   graphdef, state = nnx.split(model)
   forward = jax.jit(lambda st, images: nnx.merge(graphdef, st)(images))
   group = f'{name} {s}px b{b}'
@@ -202,8 +194,8 @@ def _cams_vs_torch_cases(name, config):
                    'xgradcam': 'XGradCAM', 'layercam': 'LayerCAM', 'eigencam': 'EigenCAM'}
   for method in split_list(config.methods):
     heat_fn, heat_state, _ = cams.heat_function(model, method, layer)
-    cam = getattr(pgc, torch_classes[method])(model=ref, target_layers=[_torch_module(ref, layer)],
-                                              reshape_transform=reshape)
+    cam = getattr(pgc, torch_classes[method])(
+        model=ref, target_layers=[torch_reference.submodule(ref, layer)], reshape_transform=reshape)
     torch_targets = [ClassifierOutputTarget(int(c)) for c in classes]
     cases += [bench.Case(f'cam_jax {method} heat maps',
                          functools.partial(heat_fn, heat_state, xj, targets), b, group),
@@ -411,6 +403,8 @@ def cases(config, log=print) -> list[bench.Case]:
       out += _cams_vs_torch_cases(name, config)
   elif config.suite == 'data':
     out += _data_cases(config)
+  elif config.suite == 'peer':
+    out += peer.suite(config)[0]
   elif config.suite == 'train':
     # jax and torch share an accelerator: unless told otherwise, jax takes memory as it needs
     # it rather than most of it up front (read when jax first starts its backend).
@@ -433,9 +427,16 @@ def cases(config, log=print) -> list[bench.Case]:
 def run_suite(config, workdir: str, log=print) -> str:
   """Times every case of the suite; writes ``bench.csv`` and ``bench.md`` into ``workdir`` and
   returns the markdown table. Suite ``train`` then runs ``phantom_loop`` per model, writes
-  ``loop.csv`` and adds ``train_markdown``'s table."""
+  ``loop.csv`` and adds ``train_markdown``'s table. Suite ``peer`` then checks the agreement of
+  the last timed calls (``cam_jax.bench.peer``), writes ``agreement.csv``, adds
+  ``peer.markdown``'s tables and raises ValueError, after writing them, where the two ways
+  disagree."""
   os.makedirs(workdir, exist_ok=True)
-  suite_cases = cases(config, log)
+  agree = None
+  if config.suite == 'peer':
+    suite_cases, agree = peer.suite(config)
+  else:
+    suite_cases = cases(config, log)
   log(f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}')
   table = bench.run(suite_cases, repeats=config.repeats, log=log)
   del suite_cases  # their train states, before the phantom loops build theirs
@@ -446,6 +447,14 @@ def run_suite(config, workdir: str, log=print) -> str:
                           for name in split_list(config.models)])
     loops.to_csv(os.path.join(workdir, 'loop.csv'), index=False)
     text += '\n\n' + train_markdown(table, loops, config)
+  if agree is not None:
+    agreement = agree()
+    agreement.to_csv(os.path.join(workdir, 'agreement.csv'), index=False)
+    text += '\n\n' + peer.markdown(table, agreement)
   with open(os.path.join(workdir, 'bench.md'), 'w') as f:
     f.write(text + '\n')
+  if agree is not None and not agreement['pass'].all():
+    failed = agreement[~agreement['pass']]
+    raise ValueError('the peer pipeline and cam_jax disagree beyond their tolerances on: '
+                     + ', '.join(f'{m} {q}' for m, q in zip(failed['model'], failed['quantity'])))
   return text

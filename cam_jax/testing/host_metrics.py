@@ -25,10 +25,8 @@ def localisation_metrics_numpy(heat: np.ndarray, mask: np.ndarray, top_k: int | 
   """Every metric of ``localisation.localisation_metrics`` for one (H, W) heat map and mask, as
   Python floats (``iou_grid``, ``dice_grid``: float64 arrays; ``flags``: int)."""
   heat = np.asarray(heat, np.float32)
-  mask = np.asarray(mask)
-  k = checked_top_k(heat.shape, mask.shape, top_k)
-  h = np.where(heat > 0, heat, np.float32(0)).ravel()
-  m = mask.astype(bool).ravel()
+  k = checked_top_k(heat.shape, np.shape(mask), top_k)
+  h, m = _flat(heat, mask)
   n, n_mask = h.size, int(m.sum())
 
   constant = h.max() == h.min()
@@ -66,6 +64,18 @@ def localisation_metrics_numpy(heat: np.ndarray, mask: np.ndarray, top_k: int | 
       'mask_fraction': n_mask / n,
       'flags': (0 if has_heat else FLAG_NO_HEAT) | (FLAG_CONSTANT if constant else 0),
   }
+
+
+def ehr_auc(heat: np.ndarray, mask: np.ndarray) -> float:
+  """The ``ehr_auc`` of ``localisation_metrics_numpy`` alone, for one (H, W) heat map and mask:
+  EHR-AUC as a user writes it in NumPy beside Quantus (the peer pipeline of ``cam_jax.bench``)."""
+  return _ehr_auc(*_flat(heat, mask))[0]
+
+
+def _flat(heat, mask):
+  """Flat float32 heat with negative (and NaN) pixels as 0, and the flat bool mask."""
+  heat = np.asarray(heat, np.float32)
+  return np.where(heat > 0, heat, np.float32(0)).ravel(), np.asarray(mask).astype(bool).ravel()
 
 
 def _ehr_auc(h, m):

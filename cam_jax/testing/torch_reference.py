@@ -187,6 +187,76 @@ def build(name: str, num_classes: int = 1000, image_size: int = 224,
   raise BadInput(f'no torch reference for {name!r}; the CPU-sized variants have none')
 
 
+def init_as_source(model: nn.Module) -> nn.Module:
+  """``model`` (from ``build``) re-initialised in place as its source library initialises it:
+  torchvision's ``VGG.__init__`` (convs Kaiming-normal, fan-out, bias 0; linears N(0, 0.01),
+  bias 0) and ``ResNet.__init__`` (convs Kaiming-normal, fan-out; its fc keeps torch's init), and
+  timm's ``VisionTransformer.init_weights`` with its default mode (linears truncated N(0, 0.02),
+  bias 0; ``pos_embed`` truncated N(0, 0.02); ``cls_token`` N(0, 1e-6)). torch's own default
+  init leaves a deep VGG's last conv stage dominated by its biases, so every Grad-CAM map of
+  VGG-16 at 224 px comes out constant."""
+  vit = isinstance(model, TorchViT)
+  with torch.no_grad():
+    for module in model.modules():
+      if isinstance(module, nn.Conv2d) and not vit:
+        nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+        if module.bias is not None:
+          nn.init.zeros_(module.bias)
+      elif isinstance(module, nn.Linear) and vit:
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
+      elif isinstance(module, nn.Linear) and isinstance(model, TorchVGG):
+        nn.init.normal_(module.weight, 0, 0.01)
+        nn.init.zeros_(module.bias)
+    if vit:
+      nn.init.trunc_normal_(model.pos_embed, std=0.02)
+      nn.init.normal_(model.cls_token, std=1e-6)
+  return model
+
+
+def submodule(model: nn.Module, layer: str) -> nn.Module:
+  """The submodule of a torch reference at a cam_jax layer name ('layer4', 'blocks.11.norm1')."""
+  for part in layer.split('.'):
+    model = model[int(part)] if part.isdigit() else getattr(model, part)
+  return model
+
+
+def relu_margins(model: nn.Module, layer: str, images: torch.Tensor) -> np.ndarray:
+  """Per image, the least |input| of an ``nn.ReLU`` of ``model`` that runs after ``layer`` (a
+  cam_jax layer name) in a forward pass of ``images``, over that ReLU's mean |input| (inf where
+  none runs after it): how near the gradient of the output with respect to ``layer`` is to a
+  ReLU's branch. The references' ReLUs behind a default CAM layer are modules (VGG's
+  classifier); ResNet's layer4 and a ViT's last norm1 have none behind them."""
+  seen, margins = [False], []
+
+  def relu(module, inputs, output):
+    del module, output
+    if seen[0]:
+      x = inputs[0].detach().abs().flatten(1)
+      margins.append((x.min(1).values / x.mean(1)).numpy())
+
+  # the ReLUs' hooks first: a ReLU that is the layer itself runs before, not after, the layer
+  hooks = [m.register_forward_hook(relu) for m in model.modules() if isinstance(m, nn.ReLU)]
+  hooks.append(submodule(model, layer).register_forward_hook(
+      lambda *_: seen.__setitem__(0, True)))
+  try:
+    with torch.no_grad():
+      model(images)
+  finally:
+    for hook in hooks:
+      hook.remove()
+  return np.min(margins, axis=0) if margins else np.full(len(images), np.inf)
+
+
+def token_reshape(grid: int):
+  """pytorch-grad-cam's ``reshape_transform`` for a ViT on a ``grid`` x ``grid`` patch grid:
+  tokens (B, 1 + g*g, C) -> (B, C, g, g), the class token dropped (its ViT tutorial's)."""
+  def reshape(tokens):
+    return tokens[:, 1:, :].reshape(tokens.shape[0], grid, grid, tokens.shape[-1]).permute(
+        0, 3, 1, 2)
+  return reshape
+
+
 def train_step(model: nn.Module, train_config, total_steps: int, dtype=torch.float32):
   """``step(images, labels) -> loss``: one torch training step of a one-logit ``model`` as
   cam_jax's (``cam_jax.train.step.make_train_step`` with ``cam_jax.train.optim.optimizer`` and
