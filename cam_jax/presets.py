@@ -147,10 +147,12 @@ def study_config(arg: str, data: ml_collections.ConfigDict) -> ml_collections.Co
   c.train_overrides = ml_collections.ConfigDict(
       {'vit': {'epochs': 4, 'batch_size': 16, 'learning_rate': 1e-3}} if not arg else {})
   # methods: cam_jax.cams.METHODS, comma-separated; layer '' = each model's default; target +1
-  # explains the positive finding; aug_smooth / eigen_smooth as in pytorch-grad-cam.
+  # explains the positive finding; aug_smooth / eigen_smooth as in pytorch-grad-cam; dtype: the
+  # compute dtype of scoring, sanity and heat maps ('float32' or 'bfloat16').
   c.cam = ml_collections.ConfigDict({
       'methods': 'gradcam' if arg != 'large' else 'gradcam,gradcam++,hirescam,eigencam',
-      'layer': '', 'target': 1, 'aug_smooth': False, 'eigen_smooth': False})
+      'layer': '', 'target': 1, 'aug_smooth': False, 'eigen_smooth': False,
+      'dtype': 'float32'})
   # metrics: groups of cam_jax.scoring.driver.METRIC_GROUPS (ROAD's imputation is slow on a
   # CPU: the accelerator config adds it); tune_split: where the IoU threshold is tuned
   # (CheXlocalize), '' for none (the embedded default saves that pass: its IoU columns use the

@@ -29,9 +29,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.split = 'test'
   # method: one or more (comma-separated) of cam_jax.cams.METHODS; layer '' = the model's
   # default; target +1 explains the positive finding; aug_smooth / eigen_smooth as in
-  # pytorch-grad-cam.
+  # pytorch-grad-cam; dtype: the compute dtype of the CAM and the model's passes
+  # ('float32' or 'bfloat16'; weights stay float32, maps are normalised and scored in float32).
   c.cam = ml_collections.ConfigDict({'method': 'gradcam', 'layer': '', 'target': 1,
-                                     'aug_smooth': False, 'eigen_smooth': False})
+                                     'aug_smooth': False, 'eigen_smooth': False,
+                                     'dtype': 'float32'})
   # metrics: groups of cam_jax.scoring.driver.METRIC_GROUPS; tune_split: the split the IoU
   # threshold is tuned on (CheXlocalize), '' for none; deletion_steps: RISE's curve points - 1;
   # fill: deletion / insertion's fill (cam_jax.metrics.faithfulness.DELETION_FILLS; 'texture'

@@ -13,6 +13,7 @@ import pytest
 from cam_jax import bench
 from cam_jax.bench import suites
 from cam_jax.core import mesh as mesh_lib
+from cam_jax.core.errors import BadInput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -143,3 +144,26 @@ def test_train_suite_times_both_dtypes_beside_torch_and_the_phantom_loop(tmp_pat
           ' bfloat16 torch | bfloat16 cam_jax/torch | loop (float32) images/s | loop input wait |'
           in text)
   assert '\n| resnet18 | ' in text
+
+
+@pytest.mark.slow
+def test_the_accelerator_bench_runs_its_parts_with_dtypes_and_batch_sizes(tmp_path):
+  from configs import bench_accelerator  # pylint: disable=g-import-not-at-top
+  full = bench_accelerator.get_config()
+  assert full.parts == 'cams,sweep,peer' and full.cams.dtypes == 'float32,bfloat16'
+  assert full.cams.image_size == full.peer.image_size == 224
+  config = bench_accelerator.get_config('tiny')
+  config.parts = 'cams,sweep'  # the peer part has its own test (tests/test_bench_peer.py)
+  text = suites.run_suite(config, str(tmp_path), log=lambda m: None)
+  assert text.index('## cams') < text.index('## sweep')
+  for group in ('resnet_tiny b8', 'resnet_tiny b8 bfloat16', 'resnet_tiny b16 bfloat16',
+                'resnet_tiny data set', 'resnet_tiny data set bfloat16'):
+    assert f'| {group} |' in text, group
+  assert 'Device memory high-water mark after sweep: not reported' in text  # CPU
+  table = pd.read_csv(tmp_path / 'sweep' / 'bench.csv')
+  assert set(table['group']) == {'resnet_tiny b8 bfloat16', 'resnet_tiny b16 bfloat16',
+                                 'resnet_tiny data set bfloat16'}
+  assert (table['items_per_s'] > 0).all()
+  config.parts = 'cams,nope'
+  with pytest.raises(BadInput, match="config.parts names 'nope'"):
+    suites.run_suite(config, str(tmp_path / 'bad'), log=lambda m: None)

@@ -19,7 +19,9 @@ architecture, weights, batch, loss and optimiser; then, per model, the real trai
 the phantom and the input wait its log reports. Suite ``peer`` (``configs/bench_peer.py``, in
 ``cam_jax.bench.peer``), per model: the whole scoring job as users write it today
 (pytorch-grad-cam, Quantus and NumPy) beside ``cam_jax.score`` on the same weights, images and
-masks, and the agreement of the two.
+masks, and the agreement of the two. Suite ``accelerator`` (``configs/bench_accelerator.py``) runs
+several of them in one process, each from its own sub-config, with the device's memory
+high-water mark after each; the ``cams`` suite then sweeps compute dtypes and batch sizes.
 """
 
 import functools
@@ -44,12 +46,24 @@ from cam_jax.scoring import driver
 from cam_jax.testing import host_metrics
 from cam_jax.train import loop, observe, optim, step as step_lib
 
-SUITES = ('cams', 'scoring', 'zoo', 'cams_vs_torch', 'data', 'train', 'peer')
+SUITES = ('cams', 'scoring', 'zoo', 'cams_vs_torch', 'data', 'train', 'peer', 'accelerator')
 
 
-def _batch_cases(name, config, mesh):
-  model = models.create(name, image_size=config.image_size, seed=0)
-  b, s = config.batch_size, config.image_size
+def _sweep(config) -> list[tuple[str, int]]:
+  """(compute dtype, batch size) pairs of the ``cams`` suite: ``config.dtypes`` x
+  ``config.batch_sizes`` where the config has them, else float32 at ``config.batch_size``."""
+  dtypes = _dtypes(config) if 'dtypes' in config else ['float32']
+  sizes = ([int(b) for b in split_list(config.batch_sizes)] if 'batch_sizes' in config
+           else [config.batch_size])
+  return [(d, b) for d in dtypes for b in sizes]
+
+
+def _batch_cases(name, config, mesh, dtype='float32', b=None):
+  """Forward, each CAM method's raw maps and the fused scoring step on one device-resident batch
+  of ``b`` (default ``config.batch_size``) images, computing in ``dtype``."""
+  model = models.create(name, image_size=config.image_size, seed=0,
+                        dtype=models.compute_dtype(dtype))
+  b, s = b or config.batch_size, config.image_size
   rng = np.random.default_rng(0)
   sharded = mesh_lib.shard_batch({
       'image': rng.normal(size=(b, s, s, 1)).astype(np.float32),
@@ -60,7 +74,7 @@ def _batch_cases(name, config, mesh):
   forward = step_lib.make_predict(graphdef, mesh)
   score_step, state, layer = driver.make_score_step(model, 'gradcam', None, mesh,
                                                    batch_size=b)
-  group = f'{name} b{b}'
+  group = f'{name} b{b}' + ('' if dtype == 'float32' else f' {dtype}')
   cases = [bench.Case('forward', lambda: forward(params, rest, images), b, group, reference=True)]
   for method in ['gradcam'] + split_list(config.methods):
     if method == 'rollout' and not hasattr(model, 'attention_layers'):
@@ -74,9 +88,10 @@ def _batch_cases(name, config, mesh):
   return cases
 
 
-def _dataset_cases(name, config, source, mesh):
-  model = models.create(name, image_size=config.image_size, seed=0)
-  n, group = len(source), f'{name} data set'
+def _dataset_cases(name, config, source, mesh, dtype='float32'):
+  model = models.create(name, image_size=config.image_size, seed=0,
+                        dtype=models.compute_dtype(dtype))
+  n, group = len(source), f'{name} data set' + ('' if dtype == 'float32' else f' {dtype}')
   kw = dict(batch_size=config.batch_size, mesh=mesh)
   stream = driver.record_stream(model, **kw)  # compiled once, at the warmup call
   return [
@@ -250,10 +265,10 @@ TORCH_CASE, OURS_CASE = 'torch train step', 'cam_jax train step (jit)'
 
 def _dtypes(config) -> list[str]:
   dtypes = split_list(config.dtypes)
-  unknown = [d for d in dtypes if d not in loop.DTYPES]
+  unknown = [d for d in dtypes if d not in models.COMPUTE_DTYPES]
   if unknown or not dtypes:
     raise BadInput(f'unknown dtypes {unknown or config.dtypes!r}; choose from: '
-                   f'{", ".join(loop.DTYPES)}')
+                   f'{", ".join(models.COMPUTE_DTYPES)}')
   return dtypes
 
 
@@ -286,7 +301,7 @@ def train_steps(name, config, dtype: str, mesh):
       if isinstance(module, torch.nn.Dropout):
         module.p = 0.0
   model = weights.load_state_dict(
-      models.create(name, image_size=s, dtype=loop.DTYPES[dtype], **overrides),
+      models.create(name, image_size=s, dtype=models.COMPUTE_DTYPES[dtype], **overrides),
       ref.state_dict(), strict_head=True).model
   total = PARITY_STEPS + 1 + config.repeats  # the steps this bench runs; the schedule spans them
   tx = optim.optimizer(tc, total)
@@ -418,10 +433,35 @@ def cases(config, log=print) -> list[bench.Case]:
     source = data.open_split(config.data, 'test', config.data_dir)
     for name in names:
       if config.suite == 'cams':
-        out += _batch_cases(name, config, mesh) + _dataset_cases(name, config, source, mesh)
+        for dtype, b in _sweep(config):
+          out += _batch_cases(name, config, mesh, dtype, b)
+        for dtype in dict.fromkeys(d for d, _ in _sweep(config)):
+          out += _dataset_cases(name, config, source, mesh, dtype)
       else:
         out += _scoring_cases(name, config, source, mesh)
   return out
+
+
+def peak_memory() -> str:
+  """The first device's high-water mark of memory in use, as the runtime reports it ('not
+  reported' where it does not, as on CPU)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get('peak_bytes_in_use')
+  return 'not reported' if peak is None else f'{peak / 2 ** 30:.2f} GiB'
+
+
+def _run_parts(config, workdir: str, log) -> str:
+  """Suite ``accelerator``: every suite named in ``config.parts``, each with its own sub-config
+  ``config.<part>`` and workdir ``<workdir>/<part>``, one after another in this process; their
+  tables under one heading each, with the device's memory high-water mark after each."""
+  sections = []
+  for part in split_list(config.parts):
+    if part not in config:
+      raise BadInput(f'config.parts names {part!r} but the config has no config.{part}')
+    text = run_suite(config[part], os.path.join(workdir, part), log=log)
+    sections.append(f'## {part}\n\n{text}\n\nDevice memory high-water mark after {part}: '
+                    f'{peak_memory()}')
+  return '\n\n'.join(sections)
 
 
 def run_suite(config, workdir: str, log=print) -> str:
@@ -432,6 +472,11 @@ def run_suite(config, workdir: str, log=print) -> str:
   ``peer.markdown``'s tables and raises ValueError, after writing them, where the two ways
   disagree."""
   os.makedirs(workdir, exist_ok=True)
+  if config.suite == 'accelerator':
+    text = _run_parts(config, workdir, log)
+    with open(os.path.join(workdir, 'bench.md'), 'w') as f:
+      f.write(text + '\n')
+    return text
   agree = None
   if config.suite == 'peer':
     suite_cases, agree = peer.suite(config)

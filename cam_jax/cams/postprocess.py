@@ -38,6 +38,7 @@ def postprocess(raw: jax.Array | Sequence[jax.Array], image_hw: tuple[int, int],
 
 
 def _one_layer(raw, image_hw, relu, normalise):
+  raw = raw.astype(jnp.float32)  # a bfloat16 model's maps: normalised and scored in float32
   finite = jnp.all(jnp.isfinite(raw), axis=(1, 2))
   cams = jnp.where(finite[:, None, None], raw, 0.0)
   if relu:

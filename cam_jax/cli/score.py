@@ -12,7 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 import cam_jax
-from cam_jax import data
+from cam_jax import data, models
 from cam_jax.analysis import summary
 from cam_jax.cli import common
 from cam_jax.core import processes
@@ -35,7 +35,8 @@ def main(argv):
   methods = split_list(config.cam.method)
   os.makedirs(workdir, exist_ok=True)
   records_path = summary.check_records_path(os.path.join(workdir, config.score.records))
-  model, _ = checkpoint.load(config.checkpoint)
+  models.compute_dtype(config.cam.dtype, 'cam.dtype')
+  model, _ = checkpoint.load(config.checkpoint, dtype=config.cam.dtype)
   source = data.open_split(config.data, config.split, config.data_dir)
   options = dict(layer=config.cam.layer or None, target=config.cam.target,
                  aug_smooth=config.cam.aug_smooth, eigen_smooth=config.cam.eigen_smooth,

@@ -65,8 +65,9 @@ def provenance(directory: str) -> dict:
     return json.load(f)
 
 
-def load(directory: str, log=print) -> tuple[nnx.Module, dict]:
-  """(model with the saved weights, its recipe).
+def load(directory: str, log=print, dtype: str = 'float32') -> tuple[nnx.Module, dict]:
+  """(model with the saved weights, its recipe), computing in ``dtype`` (``models.COMPUTE_DTYPES``:
+  'bfloat16' runs activations and their gradients in bfloat16; the weights stay float32).
 
   A recipe saved before it held ``normalisation`` gets the constants every such checkpoint was
   trained with (``models.normalisation.legacy``), with a one-line note to ``log``.
@@ -82,7 +83,7 @@ def load(directory: str, log=print) -> tuple[nnx.Module, dict]:
     log(f'note: {directory} has no normalisation in {_RECIPE}: using the former constants '
         f'mean {legacy.mean[0]}, std {legacy.std[0]} it was trained with')
     recipe = {**recipe, 'normalisation': legacy.to_json()}
-  model = models.create(**recipe)
+  model = models.create(**recipe, dtype=models.compute_dtype(dtype))
   graphdef, params, stats, other = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
   target = {'params': nnx.to_pure_dict(params), 'batch_stats': nnx.to_pure_dict(stats)}
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import jax.numpy as jnp
 from flax import nnx
 
 from cam_jax.core.errors import BadInput
@@ -78,6 +79,18 @@ for _k in SERIES_LEVELS:
 def family(name: str) -> str:
   """The architecture family of model ``name``: 'vgg', 'resnet' or 'vit'."""
   return next(f for f in FAMILIES if check_name(name).startswith(f))
+
+
+# Compute dtypes by name (parameters stay float32): training (``train.dtype``), CAMs and scoring
+# (``cam.dtype``).
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(name: str, field: str = 'dtype'):
+  """The jnp dtype named ``name`` (a key of ``COMPUTE_DTYPES``); BadInput naming ``field``."""
+  if name not in COMPUTE_DTYPES:
+    raise BadInput(f'unknown {field} {name!r}; choose one of: {", ".join(COMPUTE_DTYPES)}')
+  return COMPUTE_DTYPES[name]
 
 
 def names() -> list[str]:

@@ -63,6 +63,7 @@ def check_config(config) -> None:
   init_paths(config, cells.architectures(config))
   cells.runs(config)
   methods(config)
+  models.compute_dtype(config.cam.dtype, 'config.cam.dtype')
   driver.check_metrics(split_list(config.score.metrics))
   faithfulness.check_fill(config.score.fill)
   for mode in split_list(config.sanity.mode):
@@ -264,6 +265,8 @@ def _model_cell(run, config, workdir, splits, mesh, log):
   os.makedirs(cell, exist_ok=True)
   trained_on = splits['control'] if run.control else splits
   model = _train_or_load(run, config, cell, trained_on, mesh, log)
+  if config.cam.dtype != 'float32':  # the trained weights, scored in another compute dtype
+    model = checkpoint.load(os.path.join(cell, loop.BEST), log=log, dtype=config.cam.dtype)[0]
   if config.shortcut:
     table = _cached(os.path.join(cell, SHORTCUT),
                     lambda: _shortcut(run, model, config, splits, mesh), dtype={'id': str})

@@ -17,7 +17,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -31,7 +30,6 @@ from cam_jax.train import checkpoints, observe, optim, step as step_lib
 from cam_jax.train.preemption import Preempted, StopRequest
 
 BEST, LAST, STATE = 'checkpoint', 'checkpoint_last', 'train_state'
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 class NonFiniteLoss(BadInput):
@@ -109,9 +107,7 @@ def named_normalisation(setting: str, in_channels: int, init_from: str = ''
 
 def _check_recipe(train_config, mesh) -> None:
   bs, accum = train_config.batch_size, train_config.accum_steps
-  if train_config.dtype not in DTYPES:
-    raise BadInput(f'unknown train.dtype {train_config.dtype!r}; choose one of: '
-                   f'{", ".join(DTYPES)}')
+  models.compute_dtype(train_config.dtype, 'train.dtype')
   if accum < 1 or bs % accum:
     raise BadInput(f'train.accum_steps {accum} must be a positive divisor of batch size {bs}')
   mesh_lib.check_batch_size(bs // accum, mesh)
@@ -181,7 +177,7 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
                                     process_count=jax.process_count(),
                                     augmenter=data.augment.named(tc.augment, hflip=tc.hflip)))
   tx = optim.optimizer(tc, total)
-  model = initial_model(recipe, init_from, log, DTYPES[tc.dtype])
+  model = initial_model(recipe, init_from, log, models.compute_dtype(tc.dtype, 'train.dtype'))
   graphdef, state, shardings = step_lib.init_state(model, tx, mesh, tc.param_sharding,
                                                    ema=tc.ema_decay > 0)
   del model
