@@ -294,12 +294,12 @@ def test_training_starts_from_init_from_weights(tmp_path, tiny_splits):
 
 
 def test_study_init_from_names_its_models():
-  from cam_jax.study import run  # pylint: disable=g-import-not-at-top
+  from cam_jax.study import cells, run  # pylint: disable=g-import-not-at-top
   from configs import study_phantom  # pylint: disable=g-import-not-at-top
   config = study_phantom.get_config('tiny')
-  config.init_from = 'resnet_tiny=/w/r.pth, vit_tiny = /w/v.npz'
-  names = run.model_names(config)
-  assert run.init_paths(config, names) == {'resnet_tiny': '/w/r.pth', 'vit_tiny': '/w/v.npz'}
+  config.init_from = 'vgg_tiny_2=/w/r.pth, vit_tiny_1 = /w/v.npz'
+  names = cells.architectures(config)
+  assert run.init_paths(config, names) == {'vgg_tiny_2': '/w/r.pth', 'vit_tiny_1': '/w/v.npz'}
   config.init_from = 'resnet50=/w/r.pth'
-  with pytest.raises(ValueError, match='not <model>=<path> with <model> one of: vgg_tiny'):
+  with pytest.raises(ValueError, match='not <model>=<path> with <model> one of: vgg_tiny_1'):
     run.init_paths(config, names)
