@@ -110,8 +110,11 @@ def control_data(config):
 
 
 def _train_or_load(run, config, cell, splits, mesh, log):
+  """The cell's trained model: its checkpoint when training finished (checkpoint and
+  ``history.csv`` written), else ``loop.train``, which resumes from the newest training state
+  (a run killed after training only exports again and writes the history)."""
   ckpt = os.path.join(cell, loop.BEST)
-  if checkpoint.exists(ckpt):
+  if checkpoint.exists(ckpt) and os.path.exists(os.path.join(cell, HISTORY)):
     log(f'[{run.name}] checkpoint found, not retraining: {ckpt}')
     return checkpoint.load(ckpt)[0]
   train_config = config.train.copy_and_resolve_references()
