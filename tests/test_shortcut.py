@@ -182,6 +182,10 @@ def test_compare_shares_fisher_and_paired_mcnemar_by_hand():
   assert out['p_fisher'] == pytest.approx(34 / 70)  # (1 + 16 + 16 + 1) / C(8, 4)
   assert out['n_paired'] == 4 and out['p_mcnemar'] == pytest.approx(0.5)  # 2 of 2: 2 * 1/4
   assert out['low'] < 0.5 < out['high']
+  for side, successes in (('a', 3), ('b', 1)):  # each share's own Wilson interval, of 4 images
+    assert (out[f'low_{side}'], out[f'high_{side}']) == pytest.approx(
+        statistics.wilson_interval(successes, 4))
+    assert out[f'n_{side}'] == 4
   disjoint = shortcut.compare_shares(a, _records([True] * 4, ids=list('wxyz')))
   assert disjoint['n_paired'] == 0 and np.isnan(disjoint['p_mcnemar'])
   assert shortcut.compare_shares(a, a)['p_mcnemar'] == 1.0

@@ -105,11 +105,10 @@ def _shortcut_table(shortcut: pd.DataFrame) -> pd.DataFrame:
     if key not in controls:
       continue
     c = shortcut_lib.compare_shares(group, controls[key])
-    a, b = shortcut_lib.share_summary(group), shortcut_lib.share_summary(controls[key])
-    rows.append({**dict(zip(keys, key)), 'share': a['share'], 'share_low': a['low'],
-                 'share_high': a['high'], 'control': b['share'], 'control_low': b['low'],
-                 'control_high': b['high'], 'difference': c['difference'], 'low': c['low'],
-                 'high': c['high'], 'p': c['p_mcnemar'], 'n': a['n']})
+    rows.append({**dict(zip(keys, key)), 'share': c['share_a'], 'share_low': c['low_a'],
+                 'share_high': c['high_a'], 'control': c['share_b'], 'control_low': c['low_b'],
+                 'control_high': c['high_b'], 'difference': c['difference'], 'low': c['low'],
+                 'high': c['high'], 'p': c['p_mcnemar'], 'n': c['n_a']})
   return pd.DataFrame(rows)
 
 
@@ -213,6 +212,7 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
             '2018).', '',
             '## Classification (test split)', '',
             tables.depth_table(classified, CLASSIFICATION, names), '']
+  references = _reference_rows(baseline, localisation, n_resamples, seed)  # the same per method
   for m in methods:
     lines += [f'## Heat maps against the lesion masks: {m}', '',
               f'On the {int(runs.drop_duplicates("id")["has_mask"].sum())} test images with a '
@@ -223,8 +223,7 @@ def write_report(workdir: str, records: pd.DataFrame, *, config, title: str, not
               f'{config.score.baseline_grid} lattice, upsampled like a CAM) is a second '
               'reference: its maxima sit on lattice points, so its pointing game can fall '
               'below chance.', '',
-              tables.depth_table(values[m], localisation, names,
-                                 _reference_rows(baseline, localisation, n_resamples, seed)), '']
+              tables.depth_table(values[m], localisation, names, references), '']
     trend, depth_pairs, across, chance = tests[m]
     if len(chance):
       lines += ['Above chance? The excess of each model over the analytic chance level, with '

@@ -153,12 +153,13 @@ def compare_shares(records_a: pd.DataFrame, records_b: pd.DataFrame,
                    confidence: float = 0.95) -> dict:
   """Model a's ``share_summary`` against model b's.
 
-  Keys: ``share_a``, ``share_b``, ``difference`` (a - b) with ``low``, ``high`` (Newcombe's
-  interval for independent samples, ``statistics.difference_interval``), ``p_fisher`` (Fisher's
-  exact test, two-sided, of the 2 x 2 table of over / not over by model), and, on the images
-  both models count (``n_paired``, matched by ``id``), ``p_mcnemar``: the exact McNemar test
-  (McNemar, Psychometrika 1947), a two-sided binomial test of the discordant pairs; 1 when there
-  are none, NaN when no image is shared. Scored on the same images, the paired test is the
+  Keys: ``share_a``, ``share_b`` with their Wilson intervals ``low_a``, ``high_a``, ``low_b``,
+  ``high_b`` and counted images ``n_a``, ``n_b``; ``difference`` (a - b) with ``low``, ``high``
+  (Newcombe's interval for independent samples, ``statistics.difference_interval``), ``p_fisher``
+  (Fisher's exact test, two-sided, of the 2 x 2 table of over / not over by model), and, on the
+  images both models count (``n_paired``, matched by ``id``), ``p_mcnemar``: the exact McNemar
+  test (McNemar, Psychometrika 1947), a two-sided binomial test of the discordant pairs; 1 when
+  there are none, NaN when no image is shared. Scored on the same images, the paired test is the
   sharper one; Fisher's ignores the pairing.
   """
   a, b = share_summary(records_a, confidence), share_summary(records_b, confidence)
@@ -173,7 +174,8 @@ def compare_shares(records_a: pd.DataFrame, records_b: pd.DataFrame,
     p_mcnemar = 1.0
   else:
     p_mcnemar = float(sp_stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
-  return {'share_a': a['share'], 'share_b': b['share'],
+  return {'share_a': a['share'], 'share_b': b['share'], 'low_a': a['low'], 'high_a': a['high'],
+          'low_b': b['low'], 'high_b': b['high'], 'n_a': a['n'], 'n_b': b['n'],
           **dict(zip(('difference', 'low', 'high'), difference)),
           'p_fisher': float(sp_stats.fisher_exact(table).pvalue), 'n_paired': len(paired),
           'p_mcnemar': p_mcnemar}

@@ -16,6 +16,7 @@ import time
 import jax
 import numpy as np
 import pandas as pd
+from flax import nnx
 
 from cam_jax import cams, data, models, report
 from cam_jax.analysis import summary
@@ -211,8 +212,8 @@ def _checks_fill(run, config) -> bool:
   if config.score.fill_check_models == 'every':
     return True
   family = [a for a in cells.architectures(config) if models.family(a) == run.family]
-  depths = {a: models.depth(models.create(a, image_size=config.data.image_size))
-            for a in family}
+  depths = {a: models.depth(nnx.eval_shape(  # the architecture only, no weights allocated
+      lambda a=a: models.create(a, image_size=config.data.image_size))) for a in family}
   return run.architecture == min(family, key=depths.get)
 
 
@@ -230,7 +231,7 @@ def _fill_check(run, model, config, splits, mesh):
 
 def _lesion_images(splits) -> list[dict]:
   test = splits['test']
-  return [test[i] for i in range(len(test)) if np.asarray(test[i]['mask']).any()]
+  return [r for r in (test[i] for i in range(len(test))) if np.asarray(r['mask']).any()]
 
 
 def _save_heat(run, model, config, splits, cell, mesh):
@@ -431,8 +432,9 @@ def run_cells(config, workdir: str, names: list[str], *, log=print) -> None:
       _pairs_cell(config, workdir, splits, log)
     else:
       _model_cell(by_name[name], config, workdir, splits, mesh, log)
-    cells.mark_done(workdir, name, time.perf_counter() - start, metadata.devices())
-    log(f'[{name}] done in {time.perf_counter() - start:.1f} s')
+    seconds = time.perf_counter() - start
+    cells.mark_done(workdir, name, seconds, metadata.devices())
+    log(f'[{name}] done in {seconds:.1f} s')
 
 
 def run_study(config, workdir: str, *, cell: str = '', log=print) -> pd.DataFrame | None:
