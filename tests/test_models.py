@@ -29,6 +29,27 @@ PUBLISHED_COUNTS = {
 }
 
 
+def _arrays(model):
+  return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                     else x) for x in jax.tree.leaves(nnx.state(model))]
+
+
+@pytest.mark.parametrize('name', ['vgg_tiny_2', 'resnet_tiny_1', 'vit_tiny_1'])
+def test_create_draws_the_weights_an_eager_build_draws(name):
+  # create initialises in one compiled program; the builder run op by op is the reference
+  for seed in (0, 3):
+    compiled = models.create(name, image_size=64, seed=seed)
+    eager = registry._BUILDERS[name](rngs=nnx.Rngs(seed), num_classes=1, in_channels=1,
+                                     image_size=64, dtype=None)
+    got, want = _arrays(compiled), _arrays(eager)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+      assert g.dtype == w.dtype
+      np.testing.assert_array_equal(g, w)
+  seeds = [_arrays(models.create(name, image_size=64, seed=s)) for s in (0, 1)]
+  assert any(not np.array_equal(a, b) for a, b in zip(*seeds))
+
+
 def test_every_standard_model_has_a_published_count():
   assert sorted(PUBLISHED_COUNTS) == [n for n in models.names() if '_tiny' not in n]
 

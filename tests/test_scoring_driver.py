@@ -197,6 +197,17 @@ def test_a_lesion_free_image_keeps_its_flags_beside_its_faithfulness_numbers(mod
   assert rec['ehr_auc'].isna().all()  # no lesion: no localisation number
 
 
+def test_healthy_images_get_no_deletion_pass_and_nan_columns(model):
+  """Deletion / insertion run on the positives alone; with none, their columns are all NaN."""
+  batch = {'image': np.random.default_rng(0).normal(size=(4, 32, 32, 1)).astype(np.float32),
+           'mask': np.zeros((4, 32, 32), bool), 'label': np.zeros(4, np.int32),
+           'id': np.array([f'img{i}' for i in range(4)]), 'valid': np.ones(4, bool)}
+  rec = cam_jax.score(model, iter([batch]), batch_size=4, mesh=_mesh1(), progress=False,
+                      metrics=('deletion_insertion',), deletion_steps=2).records
+  assert set(RISE_COLUMNS) <= set(rec) and rec[list(RISE_COLUMNS)].isna().all().all()
+  assert rec['prob'].notna().all() and rec.columns[-1] == 'flags'
+
+
 @pytest.mark.slow
 def test_tune_on_tunes_on_that_data_set_then_scores(model, tiny_splits):
   kw = dict(batch_size=16, mesh=_mesh1(), progress=False, n_resamples=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -105,6 +106,24 @@ def check_name(name: str) -> str:
   return name
 
 
+def _build(name: str, options: tuple, seed) -> nnx.Module:
+  return _BUILDERS[name](rngs=nnx.Rngs(jax.random.key(seed)), **dict(options))
+
+
+@functools.lru_cache(maxsize=None)
+def _initial_state(name: str, options: tuple):
+  """``state(seed)``: the initial weights of model ``name`` built with ``options`` (sorted
+  (key, value) pairs, no compute dtype: it does not change the weights) as one compiled
+  program, shared by every seed and cached on disk by ``core.compile_cache``, where building
+  eagerly compiles each initialiser once per shape (the same weights: ``tests/test_models.py``)."""
+  return jax.jit(lambda seed: nnx.state(_build(name, options, seed)))
+
+
+@functools.lru_cache(maxsize=None)
+def _graphdef(name: str, options: tuple):
+  return nnx.graphdef(nnx.eval_shape(lambda: _build(name, options, 0)))
+
+
 def create(name: str, *, num_classes: int = 1, in_channels: int = 1, image_size: int = 224,
            seed: int = 0, dtype=None, normalisation=None, **overrides) -> nnx.Module:
   """Builds model ``name`` with fresh weights from ``seed``; one logit when ``num_classes == 1``.
@@ -113,9 +132,11 @@ def create(name: str, *, num_classes: int = 1, in_channels: int = 1, image_size:
   a recipe's ``{'mean': [...], 'std': [...]}`` among them), kept as ``model.normalisation``;
   None: ``normalisation.legacy()``, the former pipeline constants.
   """
-  model = _BUILDERS[check_name(name)](num_classes=num_classes, in_channels=in_channels,
-                                      image_size=image_size, rngs=nnx.Rngs(seed), dtype=dtype,
-                                      **overrides)
+  options = dict(num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                 **overrides)
+  weights = _initial_state(check_name(name), tuple(sorted(options.items())))(seed)
+  options['dtype'] = dtype
+  model = nnx.merge(_graphdef(name, tuple(sorted(options.items()))), weights)
   model.normalisation = (normalisation_lib.legacy(in_channels) if normalisation is None else
                          normalisation_lib.of(normalisation, in_channels, 'recipe normalisation'))
   return model

@@ -1,13 +1,18 @@
-"""Whole-data-set scoring: CAM, postprocess and every metric fused in one jitted pass per batch.
+"""Whole-data-set scoring: per batch, the CAM, its postprocessing and ROAD in one jitted program
+of the model (``make_score_step``), then the localisation metrics in one shared by every model
+(``localisation_batch``); deletion / insertion in a third, on the positive images alone
+(``make_rise_step``).
 
-Only per-image numbers leave the device; host memory holds the records, never the maps.
+The maps stay on the device: only per-image numbers leave it, and host memory holds the
+records, never the maps.
 ``score`` is the public entry point (``cam_jax.score``); ``random_baseline`` scores random heat
 maps the same way, the floor a CAM has to beat.
 
 Metric groups (``metrics=``): ``'localisation'`` (every metric of
 ``scoring.localisation.localisation_metrics``, against the lesion mask), ``'deletion_insertion'``
-(RISE, scored on the positive images, label 1, for two targets: the positive finding and the
-predicted one, each with its own heat map; 2 x 2 x (n_steps + 1) extra forward passes per image)
+(RISE, scored on the positive images, label 1, only: they are repacked into batches of their
+own; two targets, the positive finding and the predicted one, each with its own heat map:
+2 CAMs and 2 x 2 x (n_steps + 1) forward passes per positive image)
 and ``'road'`` (ROAD, 2 x len(fractions) extra forward passes); see ``metrics.faithfulness``.
 
 Deletion / insertion columns: ``deletion_auc``, ``insertion_auc`` (target +1) and
@@ -45,8 +50,6 @@ METRIC_GROUPS = (LOCALISATION, DELETION_INSERTION, ROAD)
 DEFAULT_METRICS = (LOCALISATION,)
 GRIDS = {'iou_grid': 'iou', 'dice_grid': 'dice'}  # per-threshold vectors -> columns iou@0.05, ...
 CURVES = {'deletion_curve': 'deletion', 'insertion_curve': 'insertion'}  # -> deletion@0, ...
-POSITIVE_ONLY = frozenset({'deletion_auc', 'insertion_auc', 'deletion_auc_predicted',
-                           'insertion_auc_predicted', *CURVES})
 
 
 _COLUMN_ORDER = ('id', 'label', 'has_mask', 'prob', *summary_lib.LOCALISATION_METRICS,
@@ -83,10 +86,16 @@ def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
   return metrics
 
 
-def _localisation(heat, masks, flags, top_k, parts: int = 1):
-  """Every localisation metric of a batch, vmapped over ``parts`` independent slices of it: on
-  a one-device CPU mesh, XLA sorts one vmapped batch on a single thread, while independent
-  slices run on concurrent threads (two slices: 54 -> 42 ms for 64 maps of 128 px, 2 cores)."""
+@functools.partial(jax.jit, static_argnames=('top_k', 'parts'))
+def localisation_batch(heat, masks, flags, top_k: int | None = None, parts: int = 1):
+  """Every localisation metric of a batch of heat maps, ``flags`` or'ed with the metrics' own.
+
+  A program of its own, not part of a model's: it is compiled once per batch shape and shared
+  by every model and method scored in a process (a study's 18 models; about 4 s of compile at
+  64 x 64 px on CPU), and the maps stay on the device between the two. Vmapped over ``parts``
+  independent slices of the batch: on a one-device CPU mesh, XLA sorts one vmapped batch on a
+  single thread, while independent slices run on concurrent threads (two slices: 54 -> 42 ms for
+  64 maps of 128 px, 2 cores)."""
   metrics = jax.vmap(lambda h, m: localisation.localisation_metrics(h, m, top_k=top_k))
   slices = [metrics(h, m) for h, m in zip(jnp.split(heat, parts), jnp.split(masks, parts))]
   out = jax.tree.map(lambda *x: jnp.concatenate(x), *slices)
@@ -138,59 +147,80 @@ def image_keys(seed: int, mesh) -> Callable[[int, int], jax.Array]:
 
 
 def _slices(mesh, batch_size: int | None) -> int:
-  """2 on a single CPU device when the batch splits evenly, else 1 (see ``_localisation``)."""
+  """2 on a single CPU device when the batch splits evenly, else 1 (see ``localisation_batch``)."""
   one_cpu = mesh.devices.size == 1 and mesh.devices.flat[0].platform == 'cpu'
   return 2 if one_cpu and batch_size and batch_size % 2 == 0 else 1
 
 
 def make_score_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
                     metrics: Sequence[str] = DEFAULT_METRICS, top_k: int | None = None,
-                    deletion_steps: int = 16, road_fractions: Sequence[float] | None = None,
-                    batch_size: int | None = None, fill: str = 'rise',
-                    fill_pool: np.ndarray | None = None, **cam_options):
-  """(jitted ``step(state, images, masks, targets, keys) -> per-image dict``, state, layer).
+                    road_fractions: Sequence[float] | None = None,
+                    batch_size: int | None = None, **cam_options):
+  """(``step(state, images, masks, targets, keys) -> per-image dict``, state, layer): the
+  metrics every image gets, the localisation metrics and ROAD among ``metrics``
+  (deletion / insertion: ``make_rise_step``).
 
   ``cam_options`` go to ``cams.heat_function`` (aug_smooth, eigen_smooth, chunk). ROAD
-  explains the same targets with the model's probability (``faithfulness``); deletion /
-  insertion explain target +1 and the predicted finding, each with the heat map of that target
-  (the map of ``targets`` where they are the same), filled by ``fill`` (``fill_pool``: the
-  ``reference_pool`` of 'reference').
+  explains the same targets with the model's probability (``faithfulness``).
   """
   metrics = check_metrics(metrics)
-  check_fill(fill, fill_pool)
   heat_fn, model_state, layer = cams.heat_function(model, method, layer, **cam_options)
   graphdef = nnx.graphdef(model)
   road_kw = {} if road_fractions is None else {'fractions': tuple(road_fractions)}
   road_kw['noise_std'] = model.normalisation.input_units(faithfulness.ROAD_PIXEL_NOISE)
   parts = _slices(mesh, batch_size)
 
-  def step(replicated, images, masks, targets, keys):
-    state, pool = replicated['model'], replicated['pool']
+  def step(state, images, targets, keys):
     heat, flags, logits = heat_fn(state, images, targets)
     out = {'prob': positive_probability(logits), 'flags': flags}
     if LOCALISATION in metrics:
-      out.update(_localisation(heat, masks, flags, top_k, parts))
-
-    def predict(x):
-      return nnx.merge(graphdef, state)(x, train=False)
-
-    if DELETION_INSERTION in metrics:
-      reference = None if pool is None else faithfulness.nearest_reference(images, pool)
-      for suffix, value in (('', 1), ('_predicted', cams.predicted_target(logits.shape[-1]))):
-        wanted = jnp.full_like(targets, value)
-        wanted_heat = jax.lax.cond(jnp.all(targets == wanted), lambda: heat,
-                                   lambda w=wanted: heat_fn(state, images, w)[0])
-        rise = faithfulness.deletion_insertion(predict, images, wanted_heat, wanted,
-                                               n_steps=deletion_steps, fill=fill,
-                                               reference=reference)
-        out.update({f'{k}{suffix}': v for k, v in rise.items() if suffix == '' or k not in CURVES})
+      out['heat'] = heat
     if ROAD in metrics:
+      predict = lambda x: nnx.merge(graphdef, state)(x, train=False)
       out.update(faithfulness.road(predict, images, heat, targets, keys, **road_kw))
     return out
 
-  fn = mesh_lib.jit_on_mesh(step, mesh, replicated_args=1, sharded_args=4)
+  cam_step = mesh_lib.jit_on_mesh(step, mesh, replicated_args=1, sharded_args=3)
+
+  def fn(state, images, masks, targets, keys):
+    out = cam_step(state, images, targets, keys)
+    if LOCALISATION in metrics:
+      out.update(localisation_batch(out.pop('heat'), masks, out['flags'], top_k, parts))
+    return out
+
+  return fn, mesh_lib.replicate(model_state, mesh), layer
+
+
+def make_rise_step(model: nnx.Module, method: str, layer: str | None, mesh, *,
+                   deletion_steps: int = 16, fill: str = 'rise',
+                   fill_pool: np.ndarray | None = None, **cam_options):
+  """(jitted ``step(state, images) -> per-image dict``, state): deletion / insertion
+  (``faithfulness.deletion_insertion``) for target +1 and for the predicted finding, each with
+  the heat map of that target, filled by ``fill`` (``fill_pool``: the ``reference_pool`` of
+  'reference' and 'texture'). ``record_stream`` feeds it the positive images only."""
+  check_fill(fill, fill_pool)
+  heat_fn, model_state, _ = cams.heat_function(model, method, layer, **cam_options)
+  graphdef = nnx.graphdef(model)
+
+  def step(replicated, images):
+    state, pool = replicated['model'], replicated['pool']
+    predict = lambda x: nnx.merge(graphdef, state)(x, train=False)
+    reference = None if pool is None else faithfulness.nearest_reference(images, pool)
+    positive = jnp.ones(images.shape[:1], jnp.int32)
+    heat, _, logits = heat_fn(state, images, positive)
+    predicted = jnp.full_like(positive, cams.predicted_target(logits.shape[-1]))
+    out = {}
+    for suffix, wanted, wanted_heat in (('', positive, heat), (
+        '_predicted', predicted, heat_fn(state, images, predicted)[0])):
+      rise = faithfulness.deletion_insertion(predict, images, wanted_heat, wanted,
+                                             n_steps=deletion_steps, fill=fill,
+                                             reference=reference)
+      out.update({f'{k}{suffix}': v for k, v in rise.items() if suffix == '' or k not in CURVES})
+    return out
+
   replicated = {'model': model_state, 'pool': None if fill_pool is None else jnp.asarray(fill_pool)}
-  return fn, mesh_lib.replicate(replicated, mesh), layer
+  return (mesh_lib.jit_on_mesh(step, mesh, replicated_args=1, sharded_args=1),
+          mesh_lib.replicate(replicated, mesh))
 
 
 def as_batches(dataset, batch_size: int, normalisation) -> Iterable[dict]:
@@ -199,6 +229,15 @@ def as_batches(dataset, batch_size: int, normalisation) -> Iterable[dict]:
   if hasattr(dataset, '__getitem__') and hasattr(dataset, '__len__'):
     return data.eval_batches(dataset, batch_size=batch_size, normalisation=normalisation)
   return dataset
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+  """``_COLUMN_ORDER`` first, then the other columns by name (curve and grid points in order of
+  their point), ``flags`` last."""
+  first = [c for c in _COLUMN_ORDER if c in frame]
+  point = lambda c: (c.split('@')[0], float(c.split('@')[1]) if '@' in c else -1.0)
+  rest = sorted((c for c in frame if c not in first and c != 'flags'), key=point)
+  return frame[first + rest + ['flags']]
 
 
 def _frame(batch: dict, out: dict, mask_keys: frozenset) -> pd.DataFrame:
@@ -211,12 +250,7 @@ def _frame(batch: dict, out: dict, mask_keys: frozenset) -> pd.DataFrame:
     value = np.asarray(value)
     if key == 'flags':
       continue
-    if key in POSITIVE_ONLY:
-      value = np.where((label == 1).reshape(-1, *[1] * (value.ndim - 1)), value, np.nan)
-    if key in CURVES:
-      for j in range(value.shape[1]):
-        columns[curve_column(CURVES[key], j)] = value[:, j].astype(np.float64)
-    elif key in GRIDS:
+    if key in GRIDS:
       for j, t in enumerate(localisation.THRESHOLDS):
         columns[summary_lib.grid_column(GRIDS[key], t)] = np.where(has_mask, value[:, j], np.nan)
     elif key in mask_keys:
@@ -224,23 +258,70 @@ def _frame(batch: dict, out: dict, mask_keys: frozenset) -> pd.DataFrame:
     else:
       columns[key] = value.astype(np.float64)
   columns['flags'] = [flags_lib.flag_names(int(f)) for f in np.asarray(out['flags'])]
-  frame = pd.DataFrame(columns)[valid]
-  first = [c for c in _COLUMN_ORDER if c in frame]
-  return frame[first + [c for c in frame if c not in first and c != 'flags'] + ['flags']]
+  return _ordered(pd.DataFrame(columns)[valid])
+
+
+class _Positives:
+  """Deletion / insertion of the valid label-1 rows of streamed eval batches, repacked into
+  batches of ``batch_size`` (the last one padded): healthy images, which get no such numbers,
+  cost nothing. ``add`` each batch as it streams, then ``into(records)``."""
+
+  def __init__(self, step, state, batch_size: int, n_steps: int, mesh):
+    self.step, self.state, self.batch_size, self.mesh = step, state, batch_size, mesh
+    self.waiting, self.outs = [], []
+    template = {'deletion_curve': np.zeros((0, n_steps + 1)),
+                'insertion_curve': np.zeros((0, n_steps + 1))}
+    template.update({f'{k}{suffix}': np.zeros(0) for k in ('deletion_auc', 'insertion_auc')
+                     for suffix in ('', '_predicted')})
+    self.outs.append(template)
+
+  def add(self, batch: dict) -> None:
+    keep = np.asarray(batch['valid'], bool) & (np.asarray(batch['label']).astype(int) == 1)
+    self.waiting += list(np.asarray(batch['image'])[keep])
+    while len(self.waiting) >= self.batch_size:
+      self._run()
+
+  def _run(self):
+    rows, self.waiting = self.waiting[:self.batch_size], self.waiting[self.batch_size:]
+    images = np.zeros((self.batch_size, *rows[0].shape), rows[0].dtype)
+    images[:len(rows)] = rows
+    sharded = mesh_lib.shard_batch({'image': mesh_lib.local_rows(images)}, self.mesh)['image']
+    out = mesh_lib.to_host(self.step(self.state, sharded))
+    self.outs.append({k: np.asarray(v)[:len(rows)] for k, v in out.items()})
+
+  def into(self, records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` with the deletion / insertion columns, NaN on rows whose label is not 1."""
+    if self.waiting:
+      self._run()
+    positive = (records['label'] == 1).to_numpy()
+    columns = {}
+    for key in self.outs[0]:
+      value = np.concatenate([o[key] for o in self.outs]).astype(np.float64)
+      if len(value) != positive.sum():
+        raise AssertionError(f'{len(value)} deletion rows for {positive.sum()} positive records')
+      parts = ({curve_column(CURVES[key], j): value[:, j] for j in range(value.shape[1])}
+               if key in CURVES else {key: value})
+      for name, part in parts.items():
+        columns[name] = np.full(len(records), np.nan)
+        columns[name][positive] = part
+    return _ordered(pd.concat([records, pd.DataFrame(columns, index=records.index)], axis=1))
 
 
 def stream_frames(batches: Iterable[dict], device_fn: Callable, mesh, *, progress: bool,
                   desc: str, to_frame: Callable[[dict, dict], pd.DataFrame],
-                  keys: Sequence[str] = ('image', 'mask')) -> pd.DataFrame:
+                  keys: Sequence[str] = ('image', 'mask'),
+                  each: Callable[[dict], None] | None = None) -> pd.DataFrame:
   """Streams eval ``batches`` through ``device_fn(i, *batch[keys])`` (default: images, masks;
   sharded on ``mesh``) and concatenates ``to_frame(batch, per-image numbers on the host)``, with
-  a progress bar. In a multi-process job every process reads every batch, feeds its own rows and
-  gets all numbers back."""
+  a progress bar; ``each(batch)`` is called on every batch too. In a multi-process job every
+  process reads every batch, feeds its own rows and gets all numbers back."""
   frames = []
   for i, batch in enumerate(tqdm(batches, desc=desc, disable=not progress, unit='batch')):
     sharded = mesh_lib.shard_batch({k: mesh_lib.local_rows(batch[k]) for k in keys}, mesh)
-    out = mesh_lib.to_host(device_fn(i, *(sharded[k] for k in keys)))
-    frames.append(to_frame(batch, out))
+    out = device_fn(i, *(sharded[k] for k in keys))
+    if each is not None:  # dispatched while the device works on ``out``
+      each(batch)
+    frames.append(to_frame(batch, mesh_lib.to_host(out)))
   if not frames:
     raise BadInput('the data set yielded no batches: nothing to score')
   return pd.concat(frames, ignore_index=True)
@@ -267,9 +348,11 @@ def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | No
   check_fill(fill, fill_from)
   pool = reference_pool(fill_from, model.normalisation) if fill_from is not None else None
   fn, state, _ = make_score_step(model, method, layer, mesh, metrics=metrics, top_k=top_k,
-                                 deletion_steps=deletion_steps, road_fractions=road_fractions,
-                                 batch_size=batch_size, fill=fill, fill_pool=pool,
+                                 road_fractions=road_fractions, batch_size=batch_size,
                                  **cam_options)
+  rise = (make_rise_step(model, method, layer, mesh, deletion_steps=deletion_steps, fill=fill,
+                         fill_pool=pool, **cam_options)
+          if DELETION_INSERTION in metrics else None)
   keys_of = image_keys(seed, mesh)
   mask_keys = _mask_keys()
 
@@ -280,9 +363,12 @@ def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | No
     return fn(state, images, masks, targets, keys_of(i, n))
 
   def stream(dataset, progress: bool = False) -> pd.DataFrame:
-    return stream_frames(as_batches(dataset, batch_size, model.normalisation), device_fn, mesh,
-                         progress=progress, desc=f'score {method}',
-                         to_frame=functools.partial(_frame, mask_keys=mask_keys))
+    positives = None if rise is None else _Positives(*rise, batch_size, deletion_steps, mesh)
+    records = stream_frames(as_batches(dataset, batch_size, model.normalisation), device_fn,
+                            mesh, progress=progress, desc=f'score {method}',
+                            to_frame=functools.partial(_frame, mask_keys=mask_keys),
+                            each=None if positives is None else positives.add)
+    return records if positives is None else positives.into(records)
 
   return stream
 
@@ -346,15 +432,17 @@ def random_baseline(dataset, *, grid: int = 8, batch_size: int = 64, mesh=None,
   key = jax.random.key(seed)
   parts = _slices(mesh, batch_size)
 
-  @jax.jit
-  def fn(key, masks):
+  def random_maps(key, masks):
     raw = jax.random.uniform(key, (masks.shape[0], grid, grid))
-    heat, flags = cams.postprocess(raw, masks.shape[1:3])
-    return _localisation(heat, masks, flags, top_k, parts)
+    return cams.postprocess(raw, masks.shape[1:3])
+
+  # sharded like a CAM step's maps, so that the metrics program compiled for them is reused
+  random_maps = mesh_lib.jit_on_mesh(random_maps, mesh, replicated_args=1, sharded_args=1)
 
   def device_fn(i, images, masks):
     del images
-    return fn(jax.random.fold_in(key, i), masks)
+    heat, flags = random_maps(jax.random.fold_in(key, i), masks)
+    return localisation_batch(heat, masks, flags, top_k, parts)
 
   def records_of(source):
     # the images are not read: any normalisation will do
