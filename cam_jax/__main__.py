@@ -2,4 +2,5 @@
 
 from cam_jax import cli
 
-cli.main()
+if __name__ == '__main__':  # not when a worker process of ``cam_jax study`` imports it
+  cli.main()

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -38,7 +39,7 @@ def study(tmp_path_factory, data_dir):
   return workdir, records, logs
 
 
-def _cli(workdir, *flags, kill_at=None):
+def _cli(workdir, *flags, kill_at=None, env=None):
   """Runs ``cam_jax study`` on the tiny config; with ``kill_at`` (a regex), SIGKILLs it as soon
   as a line of its output matches. Returns (returncode, output). It inherits the tests' 8 host
   devices: a run on another device count reduces in another order (probabilities differ in the
@@ -46,7 +47,7 @@ def _cli(workdir, *flags, kill_at=None):
   proc = subprocess.Popen(
       [sys.executable, '-m', 'cam_jax', 'study', '--config=configs/study_phantom.py:tiny',
        f'--workdir={workdir}', *flags], cwd=ROOT, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
+      stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
   lines = []
   for line in proc.stdout:
     lines.append(line)
@@ -125,19 +126,21 @@ def test_tiny_study_cells_report_and_resume(study, data_dir):
 def test_a_killed_study_resumes_to_the_same_records(study, tmp_path):
   workdir = str(tmp_path / 'killed')
   # Between cells: the first model cell has finished, the second not begun.
-  code, out = _cli(workdir, kill_at=r'\[vgg_tiny_1_s0\] done in')
+  code, out = _cli(workdir, '--workers=1', kill_at=r'\[vgg_tiny_1_s0\] done in')
   assert code == -signal.SIGKILL, out[-3000:]
   # Inside a cell: vgg_tiny_2_s0 is trained and checkpointed, not yet scored.
-  code, out = _cli(workdir, kill_at=r'\[vgg_tiny_2\] best validation roc_auc')
+  code, out = _cli(workdir, '--workers=1', kill_at=r'\[vgg_tiny_2_s0\] best validation roc_auc')
   assert code == -signal.SIGKILL, out[-3000:]
   assert '[vgg_tiny_1_s0] done, skipped' in out
   assert not cells.is_done(workdir, 'vgg_tiny_2_s0')
-  code, out = _cli(workdir)
+  # The rest two cells at a time, in worker processes: the records below are also those of
+  # cells run side by side.
+  code, out = _cli(workdir, '--workers=2')
   assert code == 0, out[-3000:]
   # Trained before the kill: loaded, or, killed before its history was written, resumed at its
   # last step (nothing retrained).
   assert ('[vgg_tiny_2_s0] checkpoint found, not retraining' in out or
-          re.search(r'\[vgg_tiny_2\] resumed from step (\d+)/\1 ', out)), out[-3000:]
+          re.search(r'\[vgg_tiny_2_s0\] resumed from step (\d+)/\1 ', out)), out[-3000:]
   assert os.path.exists(os.path.join(cells.path(workdir, 'vgg_tiny_2_s0'), 'history.csv'))
   assert 'report: ' in out
   config = _config(os.environ['CAM_JAX_DATA_DIR'])
@@ -146,6 +149,32 @@ def test_a_killed_study_resumes_to_the_same_records(study, tmp_path):
     pd.testing.assert_frame_equal(
         pd.read_csv(os.path.join(cells.path(workdir, 'pairs'), table)),
         pd.read_csv(os.path.join(cells.path(study[0], 'pairs'), table)))
+
+
+def _processes_with(variable: str) -> list[int]:
+  """The pids of the processes whose environment has ``variable`` (Linux's /proc)."""
+  pids = []
+  for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+      with open(f'/proc/{pid}/environ', 'rb') as f:
+        if variable.encode() + b'=' in f.read():
+          pids.append(int(pid))
+    except OSError:
+      pass
+  return pids
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='needs /proc to find the workers')
+def test_killing_a_study_stops_its_worker_processes(tmp_path):
+  marker = f'CAM_JAX_TEST_{os.getpid()}'
+  code, out = _cli(str(tmp_path / 'w'), '--workers=2', kill_at=r'_s0\] step \d+/',
+                   env={marker: '1'})
+  assert code == -signal.SIGKILL, out[-3000:]
+  for _ in range(20):  # each worker polls for its parent twice a second
+    if not _processes_with(marker):
+      break
+    time.sleep(0.5)
+  assert not _processes_with(marker)
 
 
 def test_cells_one_at_a_time(tmp_path):

@@ -25,11 +25,18 @@ def directory() -> str | None:
   return chosen or os.path.join(cache_home, 'cam_jax', 'xla')
 
 
-def enable() -> str | None:
-  """Points JAX's persistent compilation cache at ``directory()``; returns it."""
-  path = directory()
+def enable(path: str | None = None) -> str | None:
+  """Points JAX's persistent compilation cache at ``path`` (default ``directory()``); returns
+  it."""
+  path = path or directory()
   if path:
     os.makedirs(path, exist_ok=True)
     jax.config.update('jax_compilation_cache_dir', path)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_COMPILE_SECONDS)
   return path
+
+
+def directory_in_use() -> str | None:
+  """The directory this process's cache was pointed at, None when it is off: what a worker
+  process is given to share it."""
+  return jax.config.jax_compilation_cache_dir or None

@@ -51,7 +51,8 @@ def lines(config_json: str, cells_run: dict[str, dict]) -> list[str]:
   if cells_run:
     seconds = {n: float(c['seconds']) for n, c in cells_run.items()}
     out += ['Wall time per cell (training, scoring and checks; from its `done.json`), '
-            f'{sum(seconds.values()) / 60:.1f} min in all:', '',
+            f'{sum(seconds.values()) / 60:.1f} min summed over the cells (more than the study\'s '
+            'wall time when cells ran side by side, `--workers`):', '',
             tables.markdown(['cell', 'seconds'], [[n, f'{s:.1f}'] for n, s in seconds.items()]),
             '']
   out += ['The config (`config.json`):', '', '```json', config_json, '```', '']

@@ -10,8 +10,11 @@ another is an error.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import threading
 import time
+from concurrent import futures
 
 import jax
 import numpy as np
@@ -20,7 +23,7 @@ from flax import nnx
 
 from cam_jax import cams, data, models, report
 from cam_jax.analysis import summary
-from cam_jax.core import mesh as mesh_lib
+from cam_jax.core import compile_cache, mesh as mesh_lib
 from cam_jax.core.errors import BadInput
 from cam_jax.core.text import split_list
 from cam_jax.metrics import faithfulness
@@ -122,8 +125,10 @@ def _train_or_load(run, config, cell, splits, mesh, log):
   train_config.update(config.train_overrides.get(run.family, {}))
   train_config.seed = config.train.seed + run.seed
   init_from = init_paths(config, cells.architectures(config)).get(run.architecture, '')
+  # the loop names the architecture, the cell its seed too (cells may run side by side)
+  cell_log = lambda message: log(message.replace(f'[{run.architecture}]', f'[{run.name}]', 1))
   result = loop.train(_recipe(run, config), train_config, splits['train'], splits['validation'],
-                      workdir=cell, mesh=mesh, log=log, init_from=init_from)
+                      workdir=cell, mesh=mesh, log=cell_log, init_from=init_from)
   pd.DataFrame(result.history).to_csv(os.path.join(cell, HISTORY), index=False)
   return result.model
 
@@ -401,12 +406,92 @@ def _open_splits(config, log):
   return splits
 
 
-def run_cells(config, workdir: str, names: list[str], *, log=print) -> None:
-  """Runs the cells ``names`` (of ``cells.plan(config)``) that have not finished, in order."""
+def default_workers() -> int:
+  """How many cells run at once when not told: 2 on a CPU host with two cores or more (XLA
+  compiles on one core, so a second cell uses the other), else 1 (an accelerator belongs to
+  one process)."""
+  return 2 if jax.default_backend() == 'cpu' and (os.cpu_count() or 1) >= 2 else 1
+
+
+def _run_cell(name, config, workdir, splits, mesh, log):
+  start = time.perf_counter()
+  if name == cells.BASELINE:
+    _baseline_cell(config, workdir, splits, mesh, log)
+  elif name == cells.PAIRS:
+    _pairs_cell(config, workdir, splits, log)
+  else:
+    _model_cell({r.name: r for r in cells.runs(config)}[name], config, workdir, splits, mesh,
+                log)
+  seconds = time.perf_counter() - start
+  cells.mark_done(workdir, name, seconds, metadata.devices())
+  log(f'[{name}] done in {seconds:.1f} s')
+
+
+_WORKER = {}  # in a worker process: its log queue, and the splits and mesh once opened
+
+
+def _start_worker(messages, cache_dir: str | None) -> None:
+  _WORKER['log'] = messages.put
+  if cache_dir:
+    compile_cache.enable(cache_dir)
+  parent = os.getppid()
+
+  def exit_with_parent():  # a killed study leaves no cell running: it resumes where it died
+    while os.getppid() == parent:
+      time.sleep(0.5)
+    os._exit(1)
+
+  threading.Thread(target=exit_with_parent, daemon=True).start()
+
+
+def _worker_cell(name, config, workdir) -> None:
+  if 'splits' not in _WORKER:
+    _WORKER.update(splits=_open_splits(config, lambda message: None), mesh=mesh_lib.make_mesh())
+  _run_cell(name, config, workdir, _WORKER['splits'], _WORKER['mesh'], _WORKER['log'])
+
+
+def _relay(messages, log) -> None:
+  for message in iter(messages.get, None):
+    log(message)
+
+
+def _run_side_by_side(names, config, workdir, workers: int, log) -> None:
+  """The cells ``names`` (model cells and the baseline, which need no other) on ``workers``
+  processes, in order as processes come free; their log lines relayed to ``log``."""
+  context = multiprocessing.get_context('spawn')  # a forked JAX runtime is not safe
+  messages = context.Queue()
+  relay = threading.Thread(target=_relay, args=(messages, log), daemon=True)
+  relay.start()
+  try:
+    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                     initargs=(messages, compile_cache.directory_in_use())) as pool:
+      jobs = [pool.submit(_worker_cell, n, config, workdir) for n in names]
+      try:
+        for job in futures.as_completed(jobs):
+          job.result()
+      except BaseException:
+        for job in jobs:
+          job.cancel()
+        raise
+  finally:
+    messages.put(None)
+    relay.join()
+
+
+def run_cells(config, workdir: str, names: list[str], *, log=print, workers: int = 1) -> None:
+  """Runs the cells ``names`` (of ``cells.plan(config)``) that have not finished, in order;
+  with ``workers`` > 1 (CPU hosts only), the model cells and the baseline run that many at a
+  time, each in a process of its own, and the pairs cell after them."""
   if jax.process_count() > 1:
     raise BadInput(f'the study runs as one process (every device of one host), not as process '
                    f'{jax.process_index()} of {jax.process_count()}: train its models as a '
                    'multi-process job with `cam_jax train`, score them with `cam_jax score`')
+  if not isinstance(workers, int) or workers < 1:
+    raise BadInput(f'workers must be an int >= 1, got {workers!r}')
+  if workers > 1 and jax.default_backend() != 'cpu':
+    raise BadInput(f'{workers} workers: cells run side by side on a CPU host only, and this one '
+                   f'computes on {jax.default_backend()}, which belongs to one process; run '
+                   'cells as separate jobs with --cell=NAME instead')
   check_config(config)
   plan = cells.plan(config)
   unknown = [n for n in names if n not in plan]
@@ -422,25 +507,21 @@ def run_cells(config, workdir: str, names: list[str], *, log=print) -> None:
   if cells.PAIRS in todo:  # before any work: the pairs compare every model cell's maps
     cells.check_done(workdir, [r.name for r in cells.model_runs(config) if r.name not in todo],
                      'the pairs cell')
-  splits, mesh = _open_splits(config, log), mesh_lib.make_mesh()
-  by_name = {r.name: r for r in cells.runs(config)}
+  splits, mesh = _open_splits(config, log), mesh_lib.make_mesh()  # prepares the data once
+  alone = [n for n in todo if n != cells.PAIRS]
+  if workers > 1 and len(alone) > 1:
+    _run_side_by_side(alone, config, workdir, min(workers, len(alone)), log)
+    todo = [n for n in todo if n not in alone]
   for name in todo:
-    start = time.perf_counter()
-    if name == cells.BASELINE:
-      _baseline_cell(config, workdir, splits, mesh, log)
-    elif name == cells.PAIRS:
-      _pairs_cell(config, workdir, splits, log)
-    else:
-      _model_cell(by_name[name], config, workdir, splits, mesh, log)
-    seconds = time.perf_counter() - start
-    cells.mark_done(workdir, name, seconds, metadata.devices())
-    log(f'[{name}] done in {seconds:.1f} s')
+    _run_cell(name, config, workdir, splits, mesh, log)
 
 
-def run_study(config, workdir: str, *, cell: str = '', log=print) -> pd.DataFrame | None:
-  """Runs the study into ``workdir`` (only the cell ``cell`` when given) and, once every cell
-  has finished, writes the report; returns every cell's per-image records then, else None."""
-  run_cells(config, workdir, [cell] if cell else cells.plan(config), log=log)
+def run_study(config, workdir: str, *, cell: str = '', log=print,
+              workers: int = 1) -> pd.DataFrame | None:
+  """Runs the study into ``workdir`` (only the cell ``cell`` when given; ``workers``: see
+  ``run_cells``) and, once every cell has finished, writes the report; returns every cell's
+  per-image records then, else None."""
+  run_cells(config, workdir, [cell] if cell else cells.plan(config), log=log, workers=workers)
   if not all(cells.is_done(workdir, n) for n in cells.plan(config)):
     log(f'[{cell}] finished; the report waits for the other cells of {workdir}')
     return None
