@@ -313,15 +313,21 @@ def stream_frames(batches: Iterable[dict], device_fn: Callable, mesh, *, progres
                   each: Callable[[dict], None] | None = None) -> pd.DataFrame:
   """Streams eval ``batches`` through ``device_fn(i, *batch[keys])`` (default: images, masks;
   sharded on ``mesh``) and concatenates ``to_frame(batch, per-image numbers on the host)``, with
-  a progress bar; ``each(batch)`` is called on every batch too. In a multi-process job every
-  process reads every batch, feeds its own rows and gets all numbers back."""
-  frames = []
+  a progress bar; ``each(batch)`` is called on every batch too. One batch ahead: batch i + 1 is
+  dispatched before batch i's numbers are fetched, so the host's work (reading the next batch,
+  building the frame) overlaps the device's. In a multi-process job every process reads every
+  batch, feeds its own rows and gets all numbers back."""
+  frames, pending = [], None
   for i, batch in enumerate(tqdm(batches, desc=desc, disable=not progress, unit='batch')):
     sharded = mesh_lib.shard_batch({k: mesh_lib.local_rows(batch[k]) for k in keys}, mesh)
     out = device_fn(i, *(sharded[k] for k in keys))
-    if each is not None:  # dispatched while the device works on ``out``
+    if each is not None:
       each(batch)
-    frames.append(to_frame(batch, mesh_lib.to_host(out)))
+    if pending is not None:
+      frames.append(to_frame(pending[0], mesh_lib.to_host(pending[1])))
+    pending = batch, out
+  if pending is not None:
+    frames.append(to_frame(pending[0], mesh_lib.to_host(pending[1])))
   if not frames:
     raise BadInput('the data set yielded no batches: nothing to score')
   return pd.concat(frames, ignore_index=True)
