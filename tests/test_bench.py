@@ -106,6 +106,14 @@ def test_scoring_suite_times_device_metrics_beside_host_metrics(tmp_path):
     assert f'| resnet_tiny 32px data set | {case} |' in text, case
 
 
+def test_a_bench_whose_data_has_another_size_than_its_models_is_refused(tmp_path):
+  config = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), 'configs', 'bench.py'))['get_config']('tiny')
+  config.image_size = 64  # the data set stays at the tiny 32 px
+  with pytest.raises(BadInput, match='config.image_size is 64 but config.data.image_size is 32'):
+    suites.run_suite(config, str(tmp_path))
+
+
 @pytest.mark.parametrize('name', [pytest.param('resnet18', marks=pytest.mark.slow), 'vit_ti16'])
 def test_torch_and_cam_jax_train_steps_train_the_same_thing(name):
   """Same weights, batch, loss and AdamW: the losses of three float32 steps agree, the first

@@ -430,6 +430,11 @@ def cases(config, log=print) -> list[bench.Case]:
         out += _train_cases(name, config, dtype, mesh, log)
   else:
     mesh = mesh_lib.make_mesh()
+    if config.data.image_size != config.image_size:  # models are built for config.image_size
+      raise BadInput(f'config.image_size is {config.image_size} but config.data.image_size is '
+                     f'{config.data.image_size}: the data set cases stream the phantom at its '
+                     'size, so set both (e.g. --config.image_size=224 '
+                     '--config.data.image_size=224)')
     source = data.open_split(config.data, 'test', config.data_dir)
     for name in names:
       if config.suite == 'cams':
