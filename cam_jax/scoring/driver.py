@@ -266,18 +266,15 @@ class _Positives:
   batches of ``batch_size`` (the last one padded): healthy images, which get no such numbers,
   cost nothing. ``add`` each batch as it streams, then ``into(records)``."""
 
-  def __init__(self, step, state, batch_size: int, n_steps: int, mesh):
+  def __init__(self, step, state, batch_size: int, mesh):
     self.step, self.state, self.batch_size, self.mesh = step, state, batch_size, mesh
-    self.waiting, self.outs = [], []
-    template = {'deletion_curve': np.zeros((0, n_steps + 1)),
-                'insertion_curve': np.zeros((0, n_steps + 1))}
-    template.update({f'{k}{suffix}': np.zeros(0) for k in ('deletion_auc', 'insertion_auc')
-                     for suffix in ('', '_predicted')})
-    self.outs.append(template)
+    self.waiting, self.outs, self.image = [], [], None
 
   def add(self, batch: dict) -> None:
+    images = np.asarray(batch['image'])
+    self.image = jax.ShapeDtypeStruct((self.batch_size, *images.shape[1:]), images.dtype)
     keep = np.asarray(batch['valid'], bool) & (np.asarray(batch['label']).astype(int) == 1)
-    self.waiting += list(np.asarray(batch['image'])[keep])
+    self.waiting += list(images[keep])
     while len(self.waiting) >= self.batch_size:
       self._run()
 
@@ -293,6 +290,9 @@ class _Positives:
     """``records`` with the deletion / insertion columns, NaN on rows whose label is not 1."""
     if self.waiting:
       self._run()
+    if not self.outs:  # no positive image: the step's columns, empty
+      shapes = jax.eval_shape(self.step, self.state, self.image)
+      self.outs.append({k: np.zeros((0, *v.shape[1:])) for k, v in shapes.items()})
     positive = (records['label'] == 1).to_numpy()
     columns = {}
     for key in self.outs[0]:
@@ -369,7 +369,7 @@ def record_stream(model: nnx.Module, *, method: str = 'gradcam', layer: str | No
     return fn(state, images, masks, targets, keys_of(i, n))
 
   def stream(dataset, progress: bool = False) -> pd.DataFrame:
-    positives = None if rise is None else _Positives(*rise, batch_size, deletion_steps, mesh)
+    positives = None if rise is None else _Positives(*rise, batch_size, mesh)
     records = stream_frames(as_batches(dataset, batch_size, model.normalisation), device_fn,
                             mesh, progress=progress, desc=f'score {method}',
                             to_frame=functools.partial(_frame, mask_keys=mask_keys),

@@ -125,10 +125,9 @@ def _train_or_load(run, config, cell, splits, mesh, log):
   train_config.update(config.train_overrides.get(run.family, {}))
   train_config.seed = config.train.seed + run.seed
   init_from = init_paths(config, cells.architectures(config)).get(run.architecture, '')
-  # the loop names the architecture, the cell its seed too (cells may run side by side)
-  cell_log = lambda message: log(message.replace(f'[{run.architecture}]', f'[{run.name}]', 1))
   result = loop.train(_recipe(run, config), train_config, splits['train'], splits['validation'],
-                      workdir=cell, mesh=mesh, log=cell_log, init_from=init_from)
+                      workdir=cell, mesh=mesh, log=log, init_from=init_from,
+                      log_name=run.name)
   pd.DataFrame(result.history).to_csv(os.path.join(cell, HISTORY), index=False)
   return result.model
 

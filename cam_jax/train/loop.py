@@ -64,16 +64,17 @@ def _predict(graphdef, params, rest, source, batch_size, mesh, normalisation):
   return np.concatenate(labels), np.concatenate(probs)
 
 
-def initial_model(recipe: dict, init_from: str = '', log=print, dtype=None) -> nnx.Module:
+def initial_model(recipe: dict, init_from: str = '', log=print, dtype=None,
+                  log_name: str = '') -> nnx.Module:
   """``models.create(**recipe)`` computing in ``dtype``, with pretrained weights from
   ``init_from`` when given (see ``cam_jax.models.weights.load_file``: torchvision / timm state
-  dicts, big_vision .npz)."""
+  dicts, big_vision .npz); ``log_name`` names it in the log (default: the recipe's model)."""
   model = models.create(**recipe, dtype=dtype)
   if not init_from:
     return model
   loaded = weights.load_file(model, init_from)
   kept = f'; fresh (class count differs): {", ".join(loaded.skipped)}' if loaded.skipped else ''
-  log(f"[{recipe['name']}] initialised from {init_from}{kept}")
+  log(f"[{log_name or recipe['name']}] initialised from {init_from}{kept}")
   return loaded.model
 
 
@@ -150,10 +151,12 @@ def _read_labels(train_source, count_pixels: bool):
 
 
 def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
-          init_from: str = '', mesh=None, log=print) -> TrainResult:
+          init_from: str = '', mesh=None, log=print, log_name: str = '') -> TrainResult:
   """Trains ``models.create(**recipe)`` (from ``init_from`` weights when given) in ``workdir``,
-  resuming from its newest checkpoint; see the module docstring. Raises ``Preempted`` after
-  saving when SIGTERM or SIGINT arrives, ``NonFiniteLoss`` when the loss diverges."""
+  resuming from its newest checkpoint; see the module docstring. ``log_name`` begins its log lines
+  (default: the recipe's model name). Raises ``Preempted`` after saving when SIGTERM or SIGINT
+  arrives, ``NonFiniteLoss`` when the loss diverges."""
+  log_name = log_name or recipe['name']
   tc, mesh = train_config, mesh or mesh_lib.make_mesh(fsdp=train_config.fsdp_devices)
   _check_recipe(tc, mesh)
   in_channels = recipe.get('in_channels', 1)
@@ -163,7 +166,7 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
   recipe = {**recipe, 'normalisation': normalisation_lib.of(
       named or pixels.normalisation(), in_channels, 'normalisation').to_json()}
   eval_model = nnx.eval_shape(lambda: models.create(**recipe))
-  log(f"[{recipe['name']}] normalisation mean {_channels(eval_model.normalisation.mean)} std "
+  log(f"[{log_name}] normalisation mean {_channels(eval_model.normalisation.mean)} std "
       f'{_channels(eval_model.normalisation.std)}: {why}')
   loss = step_lib.Loss(step_lib.ClassWeights.from_labels(labels, recipe['num_classes'],
                                                           tc.class_weighting),
@@ -177,7 +180,8 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
                                     process_count=jax.process_count(),
                                     augmenter=data.augment.named(tc.augment, hflip=tc.hflip)))
   tx = optim.optimizer(tc, total)
-  model = initial_model(recipe, init_from, log, models.compute_dtype(tc.dtype, 'train.dtype'))
+  model = initial_model(recipe, init_from, log, models.compute_dtype(tc.dtype, 'train.dtype'),
+                        log_name)
   graphdef, state, shardings = step_lib.init_state(model, tx, mesh, tc.param_sharding,
                                                    ema=tc.ema_decay > 0)
   del model
@@ -188,14 +192,14 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
   ckpts = checkpoints.TrainCheckpoints(os.path.join(workdir, STATE),
                                        run_spec(recipe, tc, ids, len(val_source)),
                                        keep=tc.keep_checkpoints, log=log)
-  run = _Run(recipe['name'], eval_model, tc, mesh, val_source, ckpts, batches, total,
+  run = _Run(log_name, eval_model, tc, mesh, val_source, ckpts, batches, total,
              steps_per_epoch, log)
   try:
     restored = ckpts.restore_latest(abstract, batches)
     if restored is not None:
       state, meta, start = restored
       run.resume(meta)
-      log(f"[{recipe['name']}] resumed from step {start}/{total} in {ckpts.directory}")
+      log(f"[{log_name}] resumed from step {start}/{total} in {ckpts.directory}")
     else:
       start = 0
     run.open_log(workdir, start)
@@ -220,7 +224,7 @@ def train(recipe: dict, train_config, train_source, val_source, *, workdir: str,
     ckpts.close()
     run.close()
   best_epoch = best_step // steps_per_epoch
-  log(f"[{recipe['name']}] best validation roc_auc at epoch {best_epoch}: "
+  log(f"[{log_name}] best validation roc_auc at epoch {best_epoch}: "
       f"{os.path.join(workdir, BEST)}")
   return TrainResult(model=exported[BEST], recipe=recipe, history=run.history,
                      best_epoch=best_epoch)
