@@ -114,6 +114,17 @@ def test_a_bench_whose_data_has_another_size_than_its_models_is_refused(tmp_path
     suites.run_suite(config, str(tmp_path))
 
 
+def test_a_bench_without_its_peer_packages_is_refused_before_any_part(tmp_path, monkeypatch):
+  config = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), 'configs', 'bench_accelerator.py'))['get_config']('tiny')
+  find_spec = suites.importlib.util.find_spec
+  monkeypatch.setattr(suites.importlib.util, 'find_spec',
+                      lambda name: None if name == 'quantus' else find_spec(name))
+  with pytest.raises(BadInput, match=r'cams/cams/peer bench needs quantus, which this'):
+    suites.run_suite(config, str(tmp_path))
+  assert not os.listdir(tmp_path)  # no part ran
+
+
 @pytest.mark.parametrize('name', [pytest.param('resnet18', marks=pytest.mark.slow), 'vit_ti16'])
 def test_torch_and_cam_jax_train_steps_train_the_same_thing(name):
   """Same weights, batch, loss and AdamW: the losses of three float32 steps agree, the first

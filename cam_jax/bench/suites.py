@@ -25,6 +25,7 @@ high-water mark after each; the ``cams`` suite then sweeps compute dtypes and ba
 """
 
 import functools
+import importlib.util
 import io
 import json
 import os
@@ -47,6 +48,22 @@ from cam_jax.testing import host_metrics
 from cam_jax.train import loop, observe, optim, step as step_lib
 
 SUITES = ('cams', 'scoring', 'zoo', 'cams_vs_torch', 'data', 'train', 'peer', 'accelerator')
+# The suites that time torch beside cam_jax, and the packages they import.
+PEER_PACKAGES = {'zoo': ('torch',), 'cams_vs_torch': ('torch', 'pytorch_grad_cam'),
+                 'train': ('torch',), 'peer': ('torch', 'pytorch_grad_cam', 'quantus')}
+
+
+def check_packages(config) -> None:
+  """BadInput naming the peer packages the suite (every part of an ``accelerator`` config) needs
+  and this environment lacks, before any case runs."""
+  suites = ([config[p].suite for p in split_list(config.parts) if p in config]
+            if config.suite == 'accelerator' else [config.suite])
+  missing = sorted({m for s in suites for m in PEER_PACKAGES.get(s, ())
+                    if importlib.util.find_spec(m) is None})
+  if missing:
+    raise BadInput(f'the {"/".join(suites)} bench needs {", ".join(missing)}, which this '
+                   "environment lacks: pip install -e '.[test]' && pip install --no-deps "
+                   'grad-cam==1.5.5 quantus==0.6.0 (the README\'s second command)')
 
 
 def _sweep(config) -> list[tuple[str, int]]:
@@ -476,6 +493,7 @@ def run_suite(config, workdir: str, log=print) -> str:
   the last timed calls (``cam_jax.bench.peer``), writes ``agreement.csv``, adds
   ``peer.markdown``'s tables and raises ValueError, after writing them, where the two ways
   disagree."""
+  check_packages(config)
   os.makedirs(workdir, exist_ok=True)
   if config.suite == 'accelerator':
     text = _run_parts(config, workdir, log)
